@@ -1,0 +1,32 @@
+"""The error types tfcnn raises for problems a user can fix, each with its exit status.
+
+Library code raises these with a message that names the file or field and what was
+expected; only `tfcnn.cli` turns them into one printed line and an exit status.
+"""
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class TfcnnError(Exception):
+    """Base class: a problem with the user's input or environment, not a bug."""
+
+    exit_code = EXIT_USAGE
+
+
+class DatasetError(TfcnnError):
+    """A dataset file is missing, malformed or fails its checksum, or cannot be fetched."""
+
+
+class ModelSpecError(TfcnnError):
+    """A model name or layer notation that cannot be built."""
+
+
+class ConfigError(TfcnnError):
+    """A setting (flag, config.json field) with a value out of its allowed range."""
+
+
+class RunDirError(TfcnnError):
+    """A run directory that is missing files or cannot be resumed."""

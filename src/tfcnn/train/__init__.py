@@ -1,0 +1,1 @@
+"""Training: the custom tf.GradientTape loop, checkpoints and the run directory."""
