@@ -30,3 +30,11 @@ class ConfigError(TfcnnError):
 
 class RunDirError(TfcnnError):
     """A run directory that is missing files or cannot be resumed."""
+
+
+class TrainingInterrupted(TfcnnError):
+    """Training stopped by SIGINT or SIGTERM after saving a checkpoint."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

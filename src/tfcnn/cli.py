@@ -1,0 +1,183 @@
+"""The `tfcnn` command line: argument parsing, dispatch and everything printed for the user.
+
+Nothing here imports TensorFlow at module level: `tfcnn --help` and argument errors stay
+instant, and each command imports what it needs when it runs. Library code raises
+`TfcnnError`; `main` turns it into one line on stderr and its exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tfcnn import __version__
+from tfcnn.config import TrainConfig
+from tfcnn.errors import EXIT_INTERRUPTED, ConfigError, TfcnnError, TrainingInterrupted
+
+_DEFAULTS = TrainConfig()
+# Settings a resumed run may change; the rest come from the run's config.json.
+_RESUMABLE_OVERRIDES = ("epochs", "data_dir")
+
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "train", help="train a model (defaults reproduce the tutorial)",
+        description="Train a CNN with a custom tf.GradientTape loop. With no options this is "
+                    "the tutorial's run: MNIST, its network, Adam, batch 32, 5 epochs.")
+    p.add_argument("--dataset", help=f"dataset name: mnist or fashion_mnist "
+                                     f"(default {_DEFAULTS.dataset})")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder with mnist/ and fashion_mnist/ (or the four IDX files); "
+                        "default: $TFCNN_DATA_DIR, then caches, then download")
+    p.add_argument("--model", help=f"preset name or layer notation such as "
+                                   f"'32C3-P2-D128-D10' (default {_DEFAULTS.model})")
+    p.add_argument("--epochs", type=int, help=f"passes over the training set "
+                                              f"(default {_DEFAULTS.epochs})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"images per training step (default {_DEFAULTS.batch_size})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {_DEFAULTS.lr})")
+    p.add_argument("--seed", type=int, help="random seed; the same seed gives the same run "
+                                            "(default: a random one, recorded in config.json)")
+    p.add_argument("--shuffle-buffer", type=int, metavar="N",
+                   help="shuffle buffer in images (default: a quarter of the training set)")
+    p.add_argument("--eval-batch-size", type=int, metavar="N",
+                   help=f"images per test step (default {_DEFAULTS.eval_batch_size})")
+    p.add_argument("--out", metavar="DIR",
+                   help="run directory (default runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR from its last checkpoint "
+                        "(--epochs may raise the target)")
+    p.add_argument("--quiet", action="store_true", help="print only the run directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfcnn", description="Train, evaluate and serve CNN image classifiers "
+                                  "(TensorFlow 2 / Keras 3).")
+    parser.add_argument("--version", action="version", version=f"tfcnn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train_parser(commands)
+    doctor = commands.add_parser("doctor", help="check the TensorFlow install, devices and data",
+                                 description="Report TensorFlow and Keras versions, GPUs, CPU "
+                                             "threads and where each dataset would load from.")
+    doctor.add_argument("--data-dir", metavar="DIR", help="data folder to check as well")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    given = {name: getattr(args, name) for name in
+             ("dataset", "data_dir", "model", "epochs", "batch_size", "lr", "seed",
+              "shuffle_buffer", "eval_batch_size", "out")
+             if getattr(args, name) is not None}
+    if args.resume is None:
+        return TrainConfig(**given)
+    from tfcnn.train.rundir import RunDir, read_config
+
+    refused = sorted(set(given) - set(_RESUMABLE_OVERRIDES))
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ConfigError(f"{flags}: not allowed with --resume (settings come from "
+                          f"{Path(args.resume) / 'config.json'}; only --epochs and --data-dir "
+                          "may change)")
+    return read_config(RunDir(Path(args.resume))).replace(**given)
+
+
+class _Printer:
+    """Progress bars and epoch lines for `tfcnn train`."""
+
+    def __init__(self, epochs: int, quiet: bool) -> None:
+        self.epochs, self.quiet = epochs, quiet
+
+    def start(self, info: Any) -> None:
+        if self.quiet:
+            return
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        device = f"{len(gpus)} GPU(s)" if gpus else "CPU (no GPU found)"
+        c = info.config
+        print(f"TensorFlow {tf.__version__} on {device}")
+        print(f"Data: {c.dataset} from {info.dataset_source} "
+              f"({info.num_train:,} train, {info.num_test:,} test images)")
+        print(f"Model: {info.model_name} ({info.parameters:,} parameters); "
+              f"Adam lr {c.lr}, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}")
+        if info.resumed_from:
+            print(f"Resuming from {info.resumed_from}")
+        sys.stdout.flush()
+
+    def progress(self, epoch: int, steps: int, done: int) -> Any:
+        from tqdm import tqdm
+
+        # disable=None: no bar when stderr is not a terminal (logs, CI, pipes).
+        return tqdm(total=steps, initial=done, desc=f"Epoch {epoch}/{self.epochs}",
+                    unit="step", leave=False, file=sys.stderr,
+                    disable=True if self.quiet else None, dynamic_ncols=True)
+
+    def epoch_end(self, r: dict[str, Any]) -> None:
+        if not self.quiet:
+            print(f"Epoch {r['epoch']}/{self.epochs}: loss {r['loss']:.4f}, "
+                  f"accuracy {100 * r['accuracy']:.2f}%, test loss {r['test_loss']:.4f}, "
+                  f"test accuracy {100 * r['test_accuracy']:.2f}% ({r['seconds']:.1f} s)",
+                  flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tfcnn.models.notation import resolve_model
+
+    config = _config_from_args(args)
+    model_name, _ = resolve_model(config.model)  # fail fast, before TensorFlow loads
+    if config.data_dir is not None and not Path(config.data_dir).is_dir():
+        raise ConfigError(f"--data-dir {config.data_dir}: no such directory")
+    started = time.perf_counter()
+
+    from tfcnn.tfenv import import_tensorflow
+
+    import_tensorflow()
+    from tfcnn.train.loop import Hooks
+    from tfcnn.train.rundir import default_run_path
+    from tfcnn.train.run import train_run
+
+    if args.resume:
+        run_path = Path(args.resume)
+    else:
+        run_path = Path(config.out) if config.out else default_run_path(config, model_name)
+    printer = _Printer(config.epochs, args.quiet)
+    result = train_run(config, run_path, Hooks(printer.progress, printer.epoch_end),
+                       resume=args.resume is not None, on_start=printer.start)
+    if not args.quiet:
+        accuracy = (f"test accuracy {100 * result.test_accuracy:.2f}%, "
+                    if result.test_accuracy is not None else "")
+        print(f"Done: {accuracy}training {result.train_seconds:.1f} s, "
+              f"total {time.perf_counter() - started:.1f} s")
+    print(f"Run directory: {result.run_dir}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from tfcnn.doctor import collect_report, format_report
+
+    report = collect_report(args.data_dir)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["tensorflow"]["ok"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": cmd_train, "doctor": cmd_doctor}
+    try:
+        return handlers[args.command](args)
+    except TrainingInterrupted as exc:
+        print(f"tfcnn: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except TfcnnError as exc:
+        print(f"tfcnn: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tfcnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,58 @@
+"""`TrainConfig`: every training setting in one dataclass, its defaults the tutorial's.
+
+One config travels explicitly from the CLI to the training loop and into the run
+directory's `config.json`, from which `--resume` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from tfcnn.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "mnist"
+    data_dir: str | None = None       # None: search TFCNN_DATA_DIR, caches, then download
+    model: str = "tutorial"           # preset name or layer notation
+    epochs: int = 5
+    batch_size: int = 32              # images per training step
+    lr: float = 0.001                 # Adam's learning rate (Keras default, as the tutorial)
+    seed: int | None = None           # None: a random seed is drawn and recorded in config.json
+    shuffle_buffer: int | None = None  # images; None: a quarter of the training set (tutorial)
+    eval_batch_size: int = 1000       # images per test step: any size gives the same metrics
+    out: str | None = None            # run directory; None: runs/<dataset>-<model>-<time>
+
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size,
+                    "eval_batch_size": self.eval_batch_size}
+        for field, value in positive.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{field}: expected a positive integer, got {value!r}")
+        if not isinstance(self.lr, int | float) or not self.lr > 0:
+            raise ConfigError(f"lr: expected a positive number, got {self.lr!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"seed: expected a non-negative integer, got {self.seed!r}")
+        if self.shuffle_buffer is not None and (
+                not isinstance(self.shuffle_buffer, int) or self.shuffle_buffer < 1):
+            raise ConfigError(f"shuffle_buffer: expected a positive integer, "
+                              f"got {self.shuffle_buffer!r}")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some settings changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a dict such as config.json's; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        return cls(**data)

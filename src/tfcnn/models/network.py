@@ -1,0 +1,114 @@
+"""The Keras model built from a layer notation, and loading it back.
+
+`NotationModel` is a `keras.Model` subclass with a tutorial-style `call(x, training=...)`.
+It returns logits; `probabilities()` applies the softmax explicitly where callers want it
+(the tutorial applied softmax inside the model *and* used a from-logits loss).
+The class is registered with Keras, so a saved `.keras` file reloads in a fresh process
+once this module is imported (`load_model` below does that).
+
+Importing this module imports Keras (and TensorFlow); the CLI imports it lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import keras
+from keras import layers
+
+from tfcnn.models import notation as nt
+
+
+def _seeded(seed: int, index: int) -> dict[str, Any]:
+    # Each layer gets its own fixed seed: initial weights depend on the run's seed only,
+    # never on a global random state.
+    return {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed * 1000 + index)}
+
+
+def _make_layers(specs: list[nt.LayerSpec], seed: int) -> list[keras.layers.Layer]:
+    made: list[keras.layers.Layer] = []
+    flattened = False
+    counts: dict[str, int] = {}
+
+    def name(kind: str) -> str:
+        counts[kind] = counts.get(kind, 0) + 1
+        return f"{kind}{counts[kind]}"
+
+    last = len(specs) - 1
+    for index, spec in enumerate(specs):
+        if isinstance(spec, nt.Conv):
+            made.append(layers.Conv2D(spec.filters, spec.kernel, strides=spec.stride,
+                                      padding="valid", activation="relu", name=name("conv"),
+                                      **_seeded(seed, index)))
+        elif isinstance(spec, nt.Pool):
+            made.append(layers.MaxPool2D(pool_size=spec.size, name=name("pool")))
+        elif isinstance(spec, nt.BatchNorm):
+            made.append(layers.BatchNormalization(name=name("batchnorm")))
+        elif isinstance(spec, nt.Dropout):
+            made.append(layers.Dropout(spec.rate, seed=seed * 1000 + index, name=name("dropout")))
+        elif isinstance(spec, nt.Dense):
+            if not flattened:
+                made.append(layers.Flatten(name="flatten"))
+                flattened = True
+            activation = None if index == last else "relu"
+            made.append(layers.Dense(spec.units, activation=activation,
+                                     name="logits" if index == last else name("dense"),
+                                     **_seeded(seed, index)))
+    return made
+
+
+@keras.saving.register_keras_serializable(package="tfcnn")
+class NotationModel(keras.Model):
+    """A CNN described by a notation string; `call` returns logits."""
+
+    def __init__(self, notation: str, image_shape: tuple[int, int, int] = (28, 28, 1),
+                 class_names: tuple[str, ...] | list[str] = (), seed: int = 0,
+                 preprocessing: str = "scale", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.notation = notation
+        self.image_shape = tuple(image_shape)
+        self.class_names = tuple(class_names)
+        self.seed = seed
+        # Which input preparation the model was trained for (used by predict/serve).
+        self.preprocessing = preprocessing
+        self.stack = _make_layers(nt.parse_notation(notation), seed)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        shape = tuple(input_shape)
+        for layer in self.stack:
+            if not layer.built:
+                layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.built = True
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        for layer in self.stack:
+            if isinstance(layer, layers.BatchNormalization | layers.Dropout):
+                x = layer(x, training=training)
+            else:
+                x = layer(x)
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "notation": self.notation,
+                "image_shape": list(self.image_shape), "class_names": list(self.class_names),
+                "seed": self.seed, "preprocessing": self.preprocessing}
+
+
+def build_model(notation: str, image_shape: tuple[int, int, int], class_names: tuple[str, ...],
+                seed: int, preprocessing: str = "scale", name: str = "tfcnn") -> NotationModel:
+    """Create the model and its weights (built on `image_shape`, batch dimension free)."""
+    model = NotationModel(notation, image_shape, class_names, seed, preprocessing, name=name)
+    model.build((None, *image_shape))
+    return model
+
+
+def probabilities(model: keras.Model, images: Any) -> Any:
+    """Class probabilities: the explicit softmax over the model's logits (inference mode)."""
+    return keras.ops.softmax(model(images, training=False), axis=-1)
+
+
+def load_model(path: str | os.PathLike[str]) -> keras.Model:
+    """Load a `.keras` file saved by tfcnn (this module's import registers the classes)."""
+    return keras.saving.load_model(os.fspath(path), compile=False)

@@ -1,0 +1,144 @@
+"""The layer notation the tutorial names its network with, and the model presets.
+
+`32C3-P2-32C3-P2-32C5S2-BN-DO40-D128-D10` reads left to right:
+  nCk[Sk]  convolution, n filters of k x k, ReLU, valid padding, optional stride
+  Pk       max-pooling k x k (stride k)
+  BN       batch normalisation
+  DOpp     dropout of pp percent
+  Dn       dense layer of n units: ReLU, except the last, which gives the logits
+
+Parsing is pure Python (no TensorFlow), so the CLI can reject a bad `--model` at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tfcnn.errors import ModelSpecError
+
+# The tutorial's network, with its bug fixed: the last layer gives logits, not softmax.
+PRESETS: dict[str, str] = {
+    "tutorial": "32C3-P2-32C3-P2-32C5S2-BN-DO40-D128-D10",
+}
+
+
+@dataclass(frozen=True)
+class Conv:
+    filters: int
+    kernel: int
+    stride: int = 1
+
+
+@dataclass(frozen=True)
+class Pool:
+    size: int
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    pass
+
+
+@dataclass(frozen=True)
+class Dropout:
+    rate: float
+
+
+@dataclass(frozen=True)
+class Dense:
+    units: int
+
+
+LayerSpec = Conv | Pool | BatchNorm | Dropout | Dense
+
+_TOKEN_FORMS = "nCk, nCkSs, Pk, BN, DOpp or Dn"
+_CONV = re.compile(r"(\d+)C(\d+)(?:S(\d+))?")
+_POOL = re.compile(r"P(\d+)")
+_DROPOUT = re.compile(r"DO(\d+)")
+_DENSE = re.compile(r"D(\d+)")
+
+
+def _token_error(notation: str, index: int, token: str, why: str) -> ModelSpecError:
+    return ModelSpecError(f"model {notation!r}: token {index + 1} {token!r} {why}")
+
+
+def _parse_token(notation: str, index: int, token: str) -> LayerSpec:
+    upper = token.upper()
+    if upper == "BN":
+        return BatchNorm()
+    if m := _CONV.fullmatch(upper):
+        filters, kernel = int(m[1]), int(m[2])
+        stride = int(m[3]) if m[3] else 1
+        if min(filters, kernel, stride) < 1:
+            raise _token_error(notation, index, token, "needs filters, kernel and stride >= 1")
+        return Conv(filters, kernel, stride)
+    if m := _POOL.fullmatch(upper):
+        if int(m[1]) < 1:
+            raise _token_error(notation, index, token, "needs a pool size >= 1")
+        return Pool(int(m[1]))
+    if m := _DROPOUT.fullmatch(upper):
+        if not 0 <= int(m[1]) < 100:
+            raise _token_error(notation, index, token, "needs a dropout percentage from 0 to 99")
+        return Dropout(int(m[1]) / 100)
+    if m := _DENSE.fullmatch(upper):
+        if int(m[1]) < 1:
+            raise _token_error(notation, index, token, "needs at least 1 unit")
+        return Dense(int(m[1]))
+    raise _token_error(notation, index, token, f"is not a layer (expected {_TOKEN_FORMS})")
+
+
+def parse_notation(notation: str) -> list[LayerSpec]:
+    """Parse a notation string into layer specs; raise ModelSpecError at the first bad token."""
+    tokens = notation.strip().split("-")
+    if not notation.strip():
+        raise ModelSpecError("model notation is empty (expected e.g. '32C3-P2-D128-D10')")
+    layers: list[LayerSpec] = []
+    seen_dense = False
+    for index, token in enumerate(tokens):
+        if not token:
+            raise _token_error(notation, index, token, "is empty (two '-' in a row?)")
+        spec = _parse_token(notation, index, token)
+        if isinstance(spec, Conv | Pool) and seen_dense:
+            raise _token_error(notation, index, token, "cannot follow a dense layer")
+        seen_dense = seen_dense or isinstance(spec, Dense)
+        layers.append(spec)
+    if not isinstance(layers[-1], Dense):
+        raise _token_error(notation, len(tokens) - 1, tokens[-1],
+                           "must be a dense layer Dn (the last layer gives the class logits)")
+    return layers
+
+
+def resolve_model(name_or_notation: str) -> tuple[str, str]:
+    """Return (display name, notation) for a preset name or a notation string."""
+    key = name_or_notation.strip()
+    if key.lower() in PRESETS:
+        return key.lower(), PRESETS[key.lower()]
+    if "-" not in key and not any(ch.isdigit() for ch in key):
+        names = ", ".join(sorted(PRESETS))
+        raise ModelSpecError(f"--model {key!r}: unknown preset (known: {names}) "
+                             "and not a layer notation like '32C3-P2-D128-D10'")
+    parse_notation(key)
+    return key.upper(), key.upper()
+
+
+def output_units(notation: str) -> int:
+    """Number of logits the notation's last layer gives."""
+    last = parse_notation(notation)[-1]
+    assert isinstance(last, Dense)  # parse_notation guarantees it
+    return last.units
+
+
+def check_output_shape(notation: str, input_shape: tuple[int, int, int]) -> None:
+    """Raise ModelSpecError if a conv or pool would shrink the image below 1 x 1."""
+    height, width = input_shape[:2]
+    for index, spec in enumerate(parse_notation(notation)):
+        if isinstance(spec, Conv):
+            height = (height - spec.kernel) // spec.stride + 1
+            width = (width - spec.kernel) // spec.stride + 1
+        elif isinstance(spec, Pool):
+            height, width = height // spec.size, width // spec.size
+        if height < 1 or width < 1:
+            token = notation.split("-")[index]
+            raise _token_error(notation, index, token,
+                               f"shrinks the {input_shape[0]}x{input_shape[1]} input below 1x1")

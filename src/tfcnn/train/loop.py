@@ -1,0 +1,204 @@
+"""The tutorial's training loop, done right: tf.GradientTape steps under tf.function.
+
+Differences from the tutorial, all deliberate:
+- the model returns logits and the loss is built `from_logits=True` (no double softmax);
+- model, optimizer and metrics are passed in and closed over, never module globals;
+- metrics are reset with `reset_state()` (Keras 3; `reset_states` is gone);
+- the loss metric averages over images, so the last, smaller batch is weighted fairly;
+- SIGINT/SIGTERM finish the current step, save a checkpoint and stop cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfcnn.config import TrainConfig
+from tfcnn.data import pipeline
+from tfcnn.errors import TrainingInterrupted
+from tfcnn.fsutil import atomic_path
+from tfcnn.train.checkpoint import TrainingState
+from tfcnn.train.rundir import RunDir, write_metrics
+
+
+class Progress(Protocol):
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Hooks:
+    """How the loop reports to its caller (the CLI); every hook is optional."""
+
+    progress: Callable[[int, int, int], Progress] | None = None  # (epoch, steps, steps done)
+    epoch_end: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass
+class Steps:
+    train: Callable[[tf.Tensor, tf.Tensor], None]
+    test: Callable[[tf.Tensor, tf.Tensor], None]
+    train_metrics: list[keras.metrics.Metric]
+    test_metrics: list[keras.metrics.Metric]
+
+
+def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+               image_shape: tuple[int, ...]) -> Steps:
+    """Compiled train and test steps closing over the model, optimizer and metrics."""
+    per_image_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    train_loss, train_accuracy = keras.metrics.Mean("loss"), keras.metrics.SparseCategoricalAccuracy()
+    test_loss, test_accuracy = keras.metrics.Mean("test_loss"), keras.metrics.SparseCategoricalAccuracy()
+    # A fixed signature: the last, smaller batch must not trigger a second trace.
+    signature = (tf.TensorSpec((None, *image_shape), tf.float32), tf.TensorSpec((None,), tf.int32))
+
+    @tf.function(input_signature=signature)
+    def train_step(images: tf.Tensor, labels: tf.Tensor) -> None:
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            losses = per_image_loss(labels, logits)
+            loss = tf.reduce_mean(losses)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        train_loss.update_state(losses)
+        train_accuracy.update_state(labels, logits)
+
+    @tf.function(input_signature=signature)
+    def test_step(images: tf.Tensor, labels: tf.Tensor) -> None:
+        logits = model(images, training=False)
+        test_loss.update_state(per_image_loss(labels, logits))
+        test_accuracy.update_state(labels, logits)
+
+    return Steps(train_step, test_step, [train_loss, train_accuracy], [test_loss, test_accuracy])
+
+
+@dataclass
+class StopRequest:
+    """Set by a signal handler; the loop checks it between steps."""
+
+    signum: int = 0
+    previous: dict[int, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """While active, SIGINT/SIGTERM ask the loop to stop after the current step.
+
+    A second SIGINT falls back to the default (KeyboardInterrupt) for an impatient user.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handle(signum: int, _frame: Any) -> None:
+        request.signum = signum
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        request.previous[signum] = signal.signal(signum, handle)
+    try:
+        yield request
+    finally:
+        for signum, handler in request.previous.items():
+            signal.signal(signum, handler)
+
+
+def _save_model(model: keras.Model, run: RunDir) -> None:
+    with atomic_path(run.model, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
+def _log_scalars(writer: Any, epoch: int, values: dict[str, float]) -> None:
+    with writer.as_default(step=epoch):
+        for name, value in values.items():
+            tf.summary.scalar(name, value)
+    writer.flush()
+
+
+@dataclass
+class FitData:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
+        config: TrainConfig, run: RunDir, model_name: str, records: list[dict[str, Any]],
+        hooks: Hooks) -> list[dict[str, Any]]:
+    """Train from the state's (epoch, step) to `config.epochs`; write metrics, model, checkpoints.
+
+    `config.seed` must be set (the caller draws one if the user gave none).
+    """
+    assert config.seed is not None
+    batch_size = config.batch_size
+    shuffle_buffer = config.shuffle_buffer or pipeline.default_shuffle_buffer(len(data.y_train))
+    train_pairs = pipeline.array_dataset(data.x_train, data.y_train)
+    test_pairs = pipeline.array_dataset(data.x_test, data.y_test)
+    steps_per_epoch = math.ceil(len(data.y_train) / batch_size)
+    writers = {part: tf.summary.create_file_writer(str(run.logs / part)) for part in ("train", "test")}
+    records = list(records)
+    skip = int(state.step.numpy())
+    if skip == 0:
+        for metric in steps.train_metrics:
+            metric.reset_state()
+    seconds_before = float(state.seconds.numpy())
+    started = time.perf_counter()
+    with stop_on_signals() as stop:
+        for epoch in range(int(state.epoch.numpy()) + 1, config.epochs + 1):
+            epoch_started = time.perf_counter()
+            bar = hooks.progress(epoch, steps_per_epoch, skip) if hooks.progress else None
+            done = skip
+            try:
+                for images, labels in pipeline.train_batches(train_pairs, batch_size, shuffle_buffer,
+                                                             config.seed, epoch, skip):
+                    steps.train(images, labels)
+                    done += 1
+                    if bar:
+                        bar.update(1)
+                    if stop.signum:
+                        state.step.assign(done)
+                        state.seconds.assign(seconds_before + time.perf_counter() - started)
+                        path = state.save()
+                        raise TrainingInterrupted(
+                            f"interrupted in epoch {epoch} after step {done}/{steps_per_epoch}; "
+                            f"checkpoint saved to {path}; continue with: "
+                            f"tfcnn train --resume {run.path}", stop.signum)
+            finally:
+                if bar:
+                    bar.close()
+            for metric in steps.test_metrics:
+                metric.reset_state()
+            for images, labels in pipeline.eval_batches(test_pairs, config.eval_batch_size):
+                steps.test(images, labels)
+            train_seconds = seconds_before + time.perf_counter() - started
+            loss, accuracy = (float(m.result()) for m in steps.train_metrics)
+            test_loss, test_accuracy = (float(m.result()) for m in steps.test_metrics)
+            record = {"epoch": epoch, "loss": round(loss, 6), "accuracy": round(accuracy, 6),
+                      "test_loss": round(test_loss, 6), "test_accuracy": round(test_accuracy, 6),
+                      "seconds": round(time.perf_counter() - epoch_started, 3)}
+            records.append(record)
+            _log_scalars(writers["train"], epoch, {"loss": loss, "accuracy": accuracy})
+            _log_scalars(writers["test"], epoch, {"loss": test_loss, "accuracy": test_accuracy})
+            write_metrics(run, config.dataset, model_name, records, train_seconds)
+            _save_model(model, run)
+            state.epoch.assign(epoch)
+            state.step.assign(0)
+            state.seconds.assign(train_seconds)
+            state.save()
+            if hooks.epoch_end:
+                hooks.epoch_end(record)
+            for metric in steps.train_metrics:
+                metric.reset_state()
+            skip = 0
+    return records

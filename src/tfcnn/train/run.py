@@ -1,0 +1,102 @@
+"""Starting and resuming a training run: data, model, run directory, then the loop.
+
+`train_run(config, run_path, hooks)` is what `tfcnn train` calls. With `resume=True` it
+reads the state from the run directory's latest checkpoint and continues; with the same
+seed, the result is bit-for-bit the one an uninterrupted run gives on the CPU.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tfcnn.config import TrainConfig
+from tfcnn.data.locate import LoadedDataset, load_dataset
+from tfcnn.errors import ModelSpecError, RunDirError
+from tfcnn.models import notation
+from tfcnn.models.network import build_model
+from tfcnn.train.checkpoint import make_training_state, restore_latest
+from tfcnn.train.loop import FitData, Hooks, fit, make_steps
+from tfcnn.train.rundir import (
+    RunDir,
+    library_versions,
+    read_epoch_records,
+    write_config,
+)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the caller may want to show before the first epoch."""
+
+    config: TrainConfig
+    run_dir: Path
+    dataset_source: str
+    num_train: int
+    num_test: int
+    model_name: str
+    parameters: int
+    resumed_from: str | None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    epochs: list[dict[str, Any]]
+    train_seconds: float
+    test_accuracy: float | None
+
+
+def check_model_fits(notation_str: str, dataset: LoadedDataset) -> None:
+    """The notation's last layer must give one logit per class, and fit the image size."""
+    units = notation.output_units(notation_str)
+    classes = len(dataset.class_names)
+    if units != classes:
+        raise ModelSpecError(f"model {notation_str!r}: the last layer gives {units} outputs, "
+                             f"but dataset {dataset.name!r} has {classes} classes "
+                             f"(end the notation with D{classes})")
+    notation.check_output_shape(notation_str, (*dataset.x_train.shape[1:3], 1))
+
+
+def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool = False,
+              on_start: Any = None, dataset: LoadedDataset | None = None) -> RunResult:
+    """Train `config` into `run_path` (new, or resumed from its checkpoints)."""
+    model_name, notation_str = notation.resolve_model(config.model)
+    if config.seed is None:
+        config = config.replace(seed=secrets.randbelow(2**31))
+    if dataset is None:
+        dataset = load_dataset(config.dataset, config.data_dir)
+    check_model_fits(notation_str, dataset)
+    image_shape = (*dataset.x_train.shape[1:3], 1)
+
+    run = RunDir(run_path)
+    if not resume and run.config.exists():
+        raise RunDirError(f"{run.path}: already holds a run (use --resume {run.path} "
+                          "to continue it, or choose another --out)")
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_config(run, config, library_versions())
+
+    model = build_model(notation_str, image_shape, dataset.class_names, config.seed,
+                        preprocessing="mnist" if dataset.name == "mnist" else "scale",
+                        name=model_name.replace("-", "_"))
+    optimizer = keras.optimizers.Adam(learning_rate=config.lr)
+    steps = make_steps(model, optimizer, image_shape)
+    state = make_training_state(run.checkpoints, model, optimizer, steps.train_metrics)
+    resumed_from = None
+    records: list[dict[str, Any]] = []
+    if resume and state.manager.latest_checkpoint:
+        resumed_from = restore_latest(state)
+        # metrics.json may be one epoch ahead if a kill came between it and the checkpoint.
+        records = [r for r in read_epoch_records(run) if r["epoch"] <= int(state.epoch.numpy())]
+
+    if on_start:
+        on_start(RunInfo(config, run.path, dataset.source, len(dataset.y_train),
+                         len(dataset.y_test), model_name, model.count_params(), resumed_from))
+    data = FitData(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+    records = fit(model, steps, state, data, config, run, model_name, records, hooks)
+    return RunResult(run.path, records, float(state.seconds.numpy()),
+                     records[-1]["test_accuracy"] if records else None)

@@ -1,0 +1,129 @@
+"""The run directory: its layout, and reading and writing its files atomically.
+
+    RUN_DIR/
+      config.json     every setting, the seed actually used, versions
+      metrics.json    {"dataset", "model", "epochs": [...], "test_accuracy", "train_seconds"}
+      metrics.csv     one row per epoch
+      model.keras     the latest model (rewritten after every epoch)
+      checkpoints/    tf.train.CheckpointManager files
+      logs/           TensorBoard event files (train/ and test/)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tfcnn import __version__
+from tfcnn.config import TrainConfig
+from tfcnn.errors import RunDirError
+from tfcnn.fsutil import atomic_write_json, atomic_write_text
+
+EPOCH_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+
+def default_run_path(config: TrainConfig, model_name: str, now: float | None = None) -> Path:
+    """runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>, with a suffix if that name is taken."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name)
+    base = Path("runs") / f"{config.dataset}-{safe_model}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def write_config(run: RunDir, config: TrainConfig, versions: dict[str, str]) -> None:
+    atomic_write_json(run.config, {**config.to_dict(), "versions": versions})
+
+
+def read_config(run: RunDir) -> TrainConfig:
+    """The TrainConfig stored in RUN_DIR/config.json."""
+    try:
+        data = json.loads(run.config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{run.config}: not found (is {run.path} a tfcnn run directory?)"
+                          ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{run.config}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{run.config}: expected a JSON object")
+    data.pop("versions", None)
+    return TrainConfig.from_dict(data, source=str(run.config))
+
+
+def read_epoch_records(run: RunDir) -> list[dict[str, Any]]:
+    """The per-epoch records in metrics.json, or [] when there is none yet."""
+    try:
+        data = json.loads(run.metrics_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{run.metrics_json}: not readable JSON ({exc})") from None
+    return list(data.get("epochs", []))
+
+
+def write_metrics(run: RunDir, dataset: str, model: str, epochs: list[dict[str, Any]],
+                  train_seconds: float) -> None:
+    """metrics.json (the shape tools read) and metrics.csv, both atomically."""
+    summary = {
+        "dataset": dataset,
+        "model": model,
+        "epochs": epochs,
+        "test_accuracy": epochs[-1]["test_accuracy"] if epochs else None,
+        "train_seconds": round(train_seconds, 3),
+    }
+    atomic_write_json(run.metrics_json, summary)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EPOCH_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(epochs)
+    atomic_write_text(run.metrics_csv, buffer.getvalue())
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded in config.json (imports TensorFlow: call only when training)."""
+    import keras
+    import numpy
+    import tensorflow
+
+    return {"tfcnn": __version__, "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
