@@ -47,6 +47,10 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                    help="shuffle buffer in images (default: a quarter of the training set)")
     p.add_argument("--eval-batch-size", type=int, metavar="N",
                    help=f"images per test step (default {_DEFAULTS.eval_batch_size})")
+    p.add_argument("--limit-train", type=int, metavar="N",
+                   help="use only the first N training images (quick checks)")
+    p.add_argument("--limit-test", type=int, metavar="N",
+                   help="use only the first N test images")
     p.add_argument("--out", metavar="DIR",
                    help="run directory (default runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)")
     p.add_argument("--resume", metavar="DIR",
@@ -73,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {name: getattr(args, name) for name in
              ("dataset", "data_dir", "model", "epochs", "batch_size", "lr", "seed",
-              "shuffle_buffer", "eval_batch_size", "out")
+              "shuffle_buffer", "eval_batch_size", "out", "limit_train", "limit_test")
              if getattr(args, name) is not None}
     if args.resume is None:
         return TrainConfig(**given)

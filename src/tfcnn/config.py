@@ -25,6 +25,8 @@ class TrainConfig:
     shuffle_buffer: int | None = None  # images; None: a quarter of the training set (tutorial)
     eval_batch_size: int = 1000       # images per test step: any size gives the same metrics
     out: str | None = None            # run directory; None: runs/<dataset>-<model>-<time>
+    limit_train: int | None = None    # use only the first N training images (quick checks)
+    limit_test: int | None = None     # use only the first N test images
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -32,14 +34,15 @@ class TrainConfig:
         for field, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{field}: expected a positive integer, got {value!r}")
+        for field in ("limit_train", "limit_test", "shuffle_buffer"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 1):
+                raise ConfigError(f"{field}: expected a positive integer, got {value!r}")
         if not isinstance(self.lr, int | float) or not self.lr > 0:
             raise ConfigError(f"lr: expected a positive number, got {self.lr!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise ConfigError(f"seed: expected a non-negative integer, got {self.seed!r}")
-        if self.shuffle_buffer is not None and (
-                not isinstance(self.shuffle_buffer, int) or self.shuffle_buffer < 1):
-            raise ConfigError(f"shuffle_buffer: expected a positive integer, "
-                              f"got {self.shuffle_buffer!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some settings changed (validated again)."""

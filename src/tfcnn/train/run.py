@@ -8,6 +8,7 @@ seed, the result is bit-for-bit the one an uninterrupted run gives on the CPU.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def check_model_fits(notation_str: str, dataset: LoadedDataset) -> None:
 
 
 def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool = False,
-              on_start: Any = None, dataset: LoadedDataset | None = None) -> RunResult:
+              on_start: Callable[[RunInfo], None] | None = None,
+              dataset: LoadedDataset | None = None) -> RunResult:
     """Train `config` into `run_path` (new, or resumed from its checkpoints)."""
     model_name, notation_str = notation.resolve_model(config.model)
     if config.seed is None:
@@ -81,8 +83,7 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
     write_config(run, config, library_versions())
 
     model = build_model(notation_str, image_shape, dataset.class_names, config.seed,
-                        preprocessing="mnist" if dataset.name == "mnist" else "scale",
-                        name=model_name.replace("-", "_"))
+                        preprocessing="mnist" if dataset.name == "mnist" else "scale")
     optimizer = keras.optimizers.Adam(learning_rate=config.lr)
     steps = make_steps(model, optimizer, image_shape)
     state = make_training_state(run.checkpoints, model, optimizer, steps.train_metrics)
@@ -93,10 +94,12 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
         # metrics.json may be one epoch ahead if a kill came between it and the checkpoint.
         records = [r for r in read_epoch_records(run) if r["epoch"] <= int(state.epoch.numpy())]
 
+    train_n, test_n = config.limit_train, config.limit_test
+    data = FitData(dataset.x_train[:train_n], dataset.y_train[:train_n],
+                   dataset.x_test[:test_n], dataset.y_test[:test_n])
     if on_start:
-        on_start(RunInfo(config, run.path, dataset.source, len(dataset.y_train),
-                         len(dataset.y_test), model_name, model.count_params(), resumed_from))
-    data = FitData(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+        on_start(RunInfo(config, run.path, dataset.source, len(data.y_train), len(data.y_test),
+                         model_name, model.count_params(), resumed_from))
     records = fit(model, steps, state, data, config, run, model_name, records, hooks)
     return RunResult(run.path, records, float(state.seconds.numpy()),
                      records[-1]["test_accuracy"] if records else None)
