@@ -8,18 +8,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_datasets() -> Path:
-    """The real datasets folder: $TFCNN_DATA_DIR, else ../shared/datasets beside the repo."""
-    candidates = [os.environ.get("TFCNN_DATA_DIR"), str(REPO.parent / "shared" / "datasets")]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "mnist").is_dir():
-            return Path(candidate)
-    pytest.skip("real MNIST not available (set TFCNN_DATA_DIR or provide ../shared/datasets)")
 
 
 def tiny_digits(n_train: int = 256, n_test: int = 64, seed: int = 0):

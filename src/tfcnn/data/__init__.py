@@ -1,1 +1,1 @@
-"""Datasets: IDX files, the registry of known datasets, where they are found, and tf.data pipelines."""
+"""Datasets: IDX files, the known-dataset registry, where data is found, tf.data pipelines."""

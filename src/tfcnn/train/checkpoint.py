@@ -42,9 +42,13 @@ def make_training_state(directory: Path, model: keras.Model, optimizer: keras.op
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
-    metric_vars = [v for metric in metrics for v in metric.variables]
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, step=step,
-                                     seconds=seconds, metrics=metric_vars)
+    # Variables are listed explicitly: a Keras 3 model given to tf.train.Checkpoint as an
+    # object saves nothing of its own (its weights only appear through the optimizer), so
+    # batch-norm statistics and dropout seed state would be silently lost on resume.
+    checkpoint = tf.train.Checkpoint(
+        model=list(model.variables), optimizer=list(optimizer.variables),
+        metrics=[v for metric in metrics for v in metric.variables],
+        epoch=epoch, step=step, seconds=seconds)
     manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=KEEP_CHECKPOINTS)
     return TrainingState(epoch, step, seconds, manager)
 

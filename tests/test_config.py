@@ -1,0 +1,34 @@
+"""TrainConfig: defaults, validation and the JSON round trip."""
+
+import json
+
+import pytest
+
+from tfcnn.config import TrainConfig
+from tfcnn.errors import ConfigError
+
+
+def test_defaults_are_the_tutorial():
+    c = TrainConfig()
+    assert (c.dataset, c.model, c.epochs, c.batch_size, c.lr) == ("mnist", "tutorial", 5, 32, 0.001)
+    assert c.shuffle_buffer is None  # a quarter of the training set, decided with the data
+
+
+def test_round_trip_through_json():
+    c = TrainConfig(epochs=3, seed=7, lr=0.01, limit_train=100)
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+@pytest.mark.parametrize("changes", [
+    {"epochs": 0}, {"batch_size": -1}, {"lr": 0.0}, {"seed": -3}, {"shuffle_buffer": 0},
+    {"limit_train": 0}, {"eval_batch_size": 2.5}, {"epochs": True},
+])
+def test_out_of_range_settings_name_the_field(changes):
+    field = next(iter(changes))
+    with pytest.raises(ConfigError, match=f"^{field}: expected"):
+        TrainConfig(**changes)
+
+
+def test_unknown_keys_are_rejected_with_the_source():
+    with pytest.raises(ConfigError, match="run/config.json: unknown setting.*bogus"):
+        TrainConfig.from_dict({"bogus": 1}, source="run/config.json")

@@ -1,0 +1,107 @@
+"""The training loop in-process, on a tiny generated dataset: learning, metrics, run files."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from support import load_weights, same_weights, tiny_digits
+from tfcnn.config import TrainConfig
+from tfcnn.errors import ModelSpecError, RunDirError
+from tfcnn.train.loop import Hooks
+from tfcnn.train.run import train_run
+
+SMALL = "8C3-P2-BN-DO10-D32-D10"
+
+
+def train_tiny(tmp_path, name="run", hooks=None, **settings):
+    config = TrainConfig(**{"model": SMALL, "epochs": 3, "batch_size": 16, "seed": 1,
+                            "lr": 0.01, **settings})
+    return train_run(config, tmp_path / name, hooks or Hooks(), dataset=tiny_digits())
+
+
+def test_tiny_run_learns_and_loss_is_computed_from_logits(tmp_path):
+    result = train_tiny(tmp_path, epochs=6)
+    losses = [r["loss"] for r in result.epochs]
+    assert losses[-1] < losses[0]
+    assert result.test_accuracy >= 0.8
+    # Softmax fed to a from-logits loss cannot go below -log(e / (e + 9)) = 1.46.
+    assert losses[-1] < 1.0
+
+
+def test_run_directory_files_and_metrics_json_shape(tmp_path):
+    result = train_tiny(tmp_path, epochs=2)
+    run = result.run_dir
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"dataset", "model", "epochs", "test_accuracy", "train_seconds"}
+    assert (metrics["dataset"], metrics["model"]) == ("mnist", SMALL)
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    for e in metrics["epochs"]:
+        assert set(e) == {"epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds"}
+        assert 0 <= e["accuracy"] <= 1 and 0 <= e["test_accuracy"] <= 1
+    assert metrics["test_accuracy"] == metrics["epochs"][-1]["test_accuracy"]
+    assert 0 < metrics["train_seconds"] <= sum(e["seconds"] for e in metrics["epochs"]) + 1
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [float(r["test_accuracy"]) for r in rows] == [e["test_accuracy"] for e in metrics["epochs"]]
+    config = json.loads((run / "config.json").read_text())
+    assert config["seed"] == 1 and config["model"] == SMALL and "tensorflow" in config["versions"]
+    assert (run / "model.keras").is_file()
+    assert (run / "checkpoints" / "checkpoint").is_file()
+    assert list((run / "logs" / "train").glob("events.out.tfevents.*"))
+    assert not list(run.glob(".*.tmp*"))
+
+
+def test_train_metrics_are_reset_every_epoch(tmp_path, monkeypatch):
+    from tfcnn.train import loop
+
+    counts = []
+    hooks = Hooks()
+
+    def spy(*args, **kwargs):
+        steps = loop.make_steps(*args, **kwargs)
+        # The epoch hook runs before the reset: the loss Mean must hold one epoch of images.
+        hooks.epoch_end = lambda _record: counts.append(float(steps.train_metrics[0].count))
+        return steps
+
+    monkeypatch.setattr("tfcnn.train.run.make_steps", spy)
+    train_tiny(tmp_path, hooks=hooks, epochs=2)
+    assert counts == [256.0, 256.0]
+
+
+def test_same_seed_gives_identical_weights_in_process(tmp_path):
+    a = train_tiny(tmp_path, "a", epochs=2)
+    b = train_tiny(tmp_path, "b", epochs=2)
+    c = train_tiny(tmp_path, "c", epochs=2, seed=2)
+    assert same_weights(load_weights(a.run_dir / "model.keras"), load_weights(b.run_dir / "model.keras"))
+    assert not same_weights(load_weights(a.run_dir / "model.keras"),
+                            load_weights(c.run_dir / "model.keras"))
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path):
+    train_tiny(tmp_path, epochs=1)
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    with pytest.raises(RunDirError, match="already holds a run.*--resume"):
+        train_tiny(tmp_path, epochs=1)
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
+
+
+def test_resume_with_more_epochs_continues_from_the_checkpoint(tmp_path):
+    train_tiny(tmp_path, epochs=1)
+    config = TrainConfig(model=SMALL, epochs=3, batch_size=16, seed=1, lr=0.01)
+    resumed = train_run(config, tmp_path / "run", Hooks(), resume=True, dataset=tiny_digits())
+    straight = train_tiny(tmp_path, "straight", epochs=3)
+    assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3]
+    assert same_weights(load_weights(resumed.run_dir / "model.keras"),
+                        load_weights(straight.run_dir / "model.keras"))
+
+
+def test_last_layer_must_match_the_number_of_classes(tmp_path):
+    with pytest.raises(ModelSpecError, match="gives 7 outputs.*10 classes.*D10"):
+        train_tiny(tmp_path, model="8C3-D7")
+    assert not (tmp_path / "run").exists()
+
+
+def test_metric_values_are_finite(tmp_path):
+    result = train_tiny(tmp_path, epochs=1)
+    assert all(math.isfinite(v) for r in result.epochs for v in r.values())

@@ -1,0 +1,83 @@
+"""The Keras model built from notation: size, logits, seeding, saving and reloading."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfcnn.models import notation as nt
+from tfcnn.models.network import NotationModel, build_model, load_model, probabilities
+
+DIGITS = tuple("0123456789")
+
+
+def tutorial(seed: int = 0) -> NotationModel:
+    return build_model(nt.PRESETS["tutorial"], (28, 28, 1), DIGITS, seed)
+
+
+def test_tutorial_preset_has_the_tutorials_parameter_count():
+    assert tutorial().count_params() == 40_842
+
+
+def test_model_returns_logits_and_probabilities_come_from_an_explicit_softmax():
+    model = tutorial()
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    logits = np.asarray(model(x, training=False))
+    assert logits.shape == (8, 10)
+    assert not np.allclose(logits.sum(axis=1), 1.0)  # no softmax inside the model
+    probs = np.asarray(probabilities(model, x))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5)
+
+
+def test_dropout_acts_only_in_training():
+    model = tutorial()
+    x = np.random.default_rng(1).random((16, 28, 28, 1), dtype=np.float32)
+    inference = [np.asarray(model(x, training=False)) for _ in range(2)]
+    np.testing.assert_array_equal(*inference)
+    assert not np.allclose(np.asarray(model(x, training=True)), inference[0])
+
+
+def test_same_seed_same_initial_weights_other_seed_other_weights():
+    a, b, c = tutorial(5).get_weights(), tutorial(5).get_weights(), tutorial(6).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_saved_model_reloads_in_a_fresh_process_with_same_outputs(tmp_path):
+    model = build_model("8C3-P2-BN-DO10-D16-D4", (28, 28, 1), ("a", "b", "c", "d"), 3,
+                        preprocessing="scale")
+    x = np.random.default_rng(2).random((5, 28, 28, 1), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(model(x)))
+    model.save(tmp_path / "m.keras")
+    # A plain keras.saving.load_model after importing tfcnn.models.network: no custom_objects.
+    script = (
+        "import sys, numpy as np, keras, tfcnn.models.network\n"
+        "d = sys.argv[1]\n"
+        "m = keras.saving.load_model(d + '/m.keras')\n"
+        "assert type(m).__name__ == 'NotationModel', type(m)\n"
+        "assert m.class_names == ('a', 'b', 'c', 'd') and m.notation == '8C3-P2-BN-DO10-D16-D4'\n"
+        "y = np.asarray(m(np.load(d + '/x.npy')))\n"
+        "assert np.array_equal(y, np.load(d + '/y.npy')), 'outputs differ'\n"
+        "print('reloaded ok')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "reloaded ok" in done.stdout
+
+
+def test_load_model_keeps_config_fields(tmp_path):
+    model = tutorial(9)
+    model.save(tmp_path / "t.keras")
+    loaded = load_model(tmp_path / "t.keras")
+    assert (loaded.seed, loaded.class_names, loaded.image_shape) == (9, DIGITS, (28, 28, 1))
+
+
+def test_invalid_notation_fails_before_building():
+    from tfcnn.errors import ModelSpecError
+
+    with pytest.raises(ModelSpecError, match="token 2"):
+        build_model("8C3-Q2-D10", (28, 28, 1), DIGITS, 0)

@@ -1,0 +1,122 @@
+"""End-to-end training in fresh processes on real MNIST: repeatability, kill/resume, Ctrl-C.
+
+These are the slow tests: each trains a few short epochs on the first 4,000 MNIST images.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support import load_weights, run_tfcnn, same_weights
+
+pytestmark = pytest.mark.slow
+
+# ~125 steps an epoch: long enough to interrupt inside epoch 2, short enough for CI.
+ARGS = ("train", "--model", "16C3-P2-16C3-P2-BN-DO20-D32-D10", "--epochs", "3", "--seed", "11",
+        "--limit-train", "4000", "--limit-test", "500")
+
+
+def train_args(data_dir: Path, out: Path) -> list[str]:
+    return [*ARGS, "--data-dir", str(data_dir), "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def baseline(shared_datasets_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("baseline") / "run"
+    done = run_tfcnn(*train_args(shared_datasets_dir, out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def start_training(data_dir: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tfcnn", *train_args(data_dir, out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_first_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not (out / "checkpoints" / "ckpt-1.index").exists():
+        assert proc.poll() is None, f"training ended early: {proc.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.02)
+
+
+def test_same_seed_same_weights_and_metrics_in_a_new_process(baseline, shared_datasets_dir,
+                                                             tmp_path):
+    done = run_tfcnn(*train_args(shared_datasets_dir, tmp_path / "again"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert same_weights(load_weights(baseline / "model.keras"),
+                        load_weights(tmp_path / "again" / "model.keras"))
+
+    def without_time(run: Path) -> list[dict]:
+        return [{k: v for k, v in e.items() if k != "seconds"}
+                for e in json.loads((run / "metrics.json").read_text())["epochs"]]
+
+    assert without_time(baseline) == without_time(tmp_path / "again")
+
+
+def test_output_lists_the_tutorials_figures_each_epoch(baseline, shared_datasets_dir, tmp_path):
+    done = run_tfcnn(*train_args(shared_datasets_dir, tmp_path / "out"), "--epochs", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    epoch_lines = [ln for ln in lines if ln.startswith("Epoch 1/1:")]
+    assert len(epoch_lines) == 1
+    for figure in ("loss", "accuracy", "test loss", "test accuracy", "%", " s)"):
+        assert figure in epoch_lines[0]
+    assert lines[-1] == f"Run directory: {tmp_path / 'out'}"
+    assert any(ln.startswith("Done:") and "total" in ln for ln in lines)
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(baseline, shared_datasets_dir,
+                                                          tmp_path):
+    out = tmp_path / "killed"
+    proc = start_training(shared_datasets_dir, out)
+    wait_for_first_checkpoint(proc, out)
+    time.sleep(0.2)  # well inside epoch 2
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    finished = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert len(finished) < 3
+    done = run_tfcnn("train", "--resume", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Resuming from" in done.stdout
+    assert [e["epoch"] for e in json.loads((out / "metrics.json").read_text())["epochs"]] == [1, 2, 3]
+    assert same_weights(load_weights(baseline / "model.keras"), load_weights(out / "model.keras"))
+
+
+def test_sigint_saves_a_checkpoint_exits_130_and_resumes_exactly(baseline, shared_datasets_dir,
+                                                                 tmp_path):
+    out = tmp_path / "interrupted"
+    proc = start_training(shared_datasets_dir, out)
+    wait_for_first_checkpoint(proc, out)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("tfcnn: interrupted in epoch 2") and "--resume" in message
+    assert "Traceback" not in stderr
+    import tensorflow as tf
+
+    step = tf.train.load_variable(str(out / "checkpoints" / "ckpt-2"),
+                                  "step/.ATTRIBUTES/VARIABLE_VALUE")
+    assert 0 < step < 125  # saved mid-epoch, not at an epoch boundary
+    done = run_tfcnn("train", "--resume", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert same_weights(load_weights(baseline / "model.keras"), load_weights(out / "model.keras"))
+
+
+def test_full_mnist_one_epoch_of_the_tutorial_network(shared_datasets_dir, tmp_path):
+    done = run_tfcnn("train", "--data-dir", str(shared_datasets_dir), "--epochs", "1",
+                     "--seed", "0", "--out", str(tmp_path / "full"), "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"Run directory: {tmp_path / 'full'}"
+    metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert metrics["model"] == "tutorial"
+    assert metrics["test_accuracy"] >= 0.975
