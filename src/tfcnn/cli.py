@@ -132,10 +132,13 @@ class _Printer:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from tfcnn.data.registry import get_dataset_info
     from tfcnn.models.notation import resolve_model
 
     config = _config_from_args(args)
-    model_name, _ = resolve_model(config.model)  # fail fast, before TensorFlow loads
+    # Fail fast on names, before TensorFlow takes seconds to load.
+    model_name, _ = resolve_model(config.model)
+    get_dataset_info(config.dataset)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise ConfigError(f"--data-dir {config.data_dir}: no such directory")
     started = time.perf_counter()

@@ -62,24 +62,24 @@ def collect_report(data_dir: str | None = None) -> dict[str, Any]:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The report as aligned text lines."""
+    """The report as aligned `label  value` lines."""
     tf = report["tensorflow"]
     cpu = report["cpu"]
-    lines = [f"tfcnn       {report['tfcnn']} (Python {report['python']}, {report['platform']})"]
+    rows = [("tfcnn", f"{report['tfcnn']} (Python {report['python']}, {report['platform']})")]
     if tf["ok"]:
-        gpus = ", ".join(tf["gpus"]) or "none"
         threads = (f"intra-op {tf['intra_op_threads'] or 'auto'}, "
-                   f"inter-op {tf['inter_op_threads'] or 'auto'}")
-        lines += [
-            f"TensorFlow  {tf['version']} (built with CUDA: {'yes' if tf['built_with_cuda'] else 'no'})",
-            f"Keras       {tf['keras_version']}",
-            f"GPUs        {gpus}",
-            f"CPU         {cpu['model']}, {cpu['cores']} cores, TF devices: {', '.join(tf['cpus'])}",
-            f"Threads     {threads}; TF_ENABLE_ONEDNN_OPTS={cpu['TF_ENABLE_ONEDNN_OPTS'] or 'unset'}",
+                   f"inter-op {tf['inter_op_threads'] or 'auto'}; "
+                   f"TF_ENABLE_ONEDNN_OPTS={cpu['TF_ENABLE_ONEDNN_OPTS'] or 'unset'}")
+        rows += [
+            ("TensorFlow", f"{tf['version']} (built with CUDA: "
+                           f"{'yes' if tf['built_with_cuda'] else 'no'})"),
+            ("Keras", tf["keras_version"]),
+            ("GPUs", ", ".join(tf["gpus"]) or "none"),
+            ("CPU", f"{cpu['model']}, {cpu['cores']} cores; TF devices: {', '.join(tf['cpus'])}"),
+            ("Threads", threads),
         ]
     else:
-        lines.append(f"TensorFlow  NOT WORKING: {tf['error']}")
-    for name, where in report["datasets"].items():
-        lines.append(f"{name:<11} {where}")
-    lines.append("Status      " + ("OK: TensorFlow works" if tf["ok"] else "FAILED"))
-    return "\n".join(lines)
+        rows.append(("TensorFlow", f"NOT WORKING: {tf['error']}"))
+    rows += list(report["datasets"].items())
+    rows.append(("Status", "OK: TensorFlow works" if tf["ok"] else "FAILED"))
+    return "\n".join(f"{label:<14}{value}" for label, value in rows)

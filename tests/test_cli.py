@@ -1,0 +1,76 @@
+"""The command line: start-up without TensorFlow, usage errors as one line, exit statuses."""
+
+import subprocess
+import sys
+
+import pytest
+
+from support import run_tfcnn
+from tfcnn.cli import build_parser, main
+
+
+def test_help_and_parsing_do_not_import_tensorflow():
+    code = ("import sys\n"
+            "from tfcnn.cli import build_parser\n"
+            "build_parser().parse_args(['train', '--epochs', '2'])\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+            "print('light')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "light" in done.stdout, done.stderr
+    for args in (["--help"], ["train", "--help"], ["doctor", "--help"]):
+        helped = run_tfcnn(*args)
+        assert helped.returncode == 0 and "usage: tfcnn" in helped.stdout
+
+
+def test_python_dash_m_and_version():
+    done = run_tfcnn("--version")
+    assert done.returncode == 0 and done.stdout.startswith("tfcnn ")
+
+
+def test_train_defaults_are_the_tutorials():
+    args = build_parser().parse_args(["train"])
+    from tfcnn.cli import _config_from_args
+    from tfcnn.config import TrainConfig
+
+    assert _config_from_args(args) == TrainConfig()
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["train", "--model", "32C3-X2-D10"], "token 2 'X2'"),
+    (["train", "--model", "resnet"], "unknown preset"),
+    (["train", "--epochs", "0"], "epochs: expected a positive integer"),
+    (["train", "--lr", "-1"], "lr: expected a positive number"),
+    (["train", "--data-dir", "/nonexistent/dir"], "--data-dir /nonexistent/dir: no such directory"),
+    (["train", "--resume", "/nonexistent/run"], "/nonexistent/run/config.json: not found"),
+])
+def test_bad_input_is_one_line_and_exit_status_2(argv, expected, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tfcnn: error: ")
+    assert expected in err
+
+
+def test_resume_refuses_settings_that_would_change_the_run(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"epochs": 1}')
+    assert main(["train", "--resume", str(tmp_path), "--lr", "0.1"]) == 2
+    assert "--lr: not allowed with --resume" in capsys.readouterr().err
+
+
+def test_a_corrupt_dataset_file_is_reported_in_one_line_without_traceback(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).write_bytes(b"not an idx file")
+    done = run_tfcnn("train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("tfcnn: error: ") and str(folder) in last
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_argument_is_a_usage_error():
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
