@@ -74,3 +74,40 @@ def test_missing_argument_is_a_usage_error():
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_progress_bar_shows_on_a_terminal_only(shared_datasets_dir, tmp_path):
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    args = [sys.executable, "-m", "tfcnn", "train", "--data-dir", str(shared_datasets_dir),
+            "--model", "8C3-P2-D10", "--epochs", "1", "--limit-train", "3000",
+            "--limit-test", "100", "--seed", "1"]
+    master, slave = os.openpty()
+    # A new pseudo-terminal is 0 columns wide, which leaves tqdm no room to draw.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([*args, "--out", str(tmp_path / "tty")], stdout=subprocess.PIPE,
+                            stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert "Epoch 1/1" in terminal and "0/94" in terminal and "step/s" in terminal
+
+    piped = subprocess.run([*args, "--out", str(tmp_path / "pipe")], capture_output=True,
+                           text=True, timeout=120)
+    assert piped.returncode == 0
+    assert "step" not in piped.stderr

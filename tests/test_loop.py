@@ -43,7 +43,8 @@ def test_run_directory_files_and_metrics_json_shape(tmp_path):
     assert metrics["test_accuracy"] == metrics["epochs"][-1]["test_accuracy"]
     assert 0 < metrics["train_seconds"] <= sum(e["seconds"] for e in metrics["epochs"]) + 1
     rows = list(csv.DictReader((run / "metrics.csv").open()))
-    assert [float(r["test_accuracy"]) for r in rows] == [e["test_accuracy"] for e in metrics["epochs"]]
+    expected = [e["test_accuracy"] for e in metrics["epochs"]]
+    assert [float(r["test_accuracy"]) for r in rows] == expected
     config = json.loads((run / "config.json").read_text())
     assert config["seed"] == 1 and config["model"] == SMALL and "tensorflow" in config["versions"]
     assert (run / "model.keras").is_file()
@@ -73,9 +74,9 @@ def test_same_seed_gives_identical_weights_in_process(tmp_path):
     a = train_tiny(tmp_path, "a", epochs=2)
     b = train_tiny(tmp_path, "b", epochs=2)
     c = train_tiny(tmp_path, "c", epochs=2, seed=2)
-    assert same_weights(load_weights(a.run_dir / "model.keras"), load_weights(b.run_dir / "model.keras"))
-    assert not same_weights(load_weights(a.run_dir / "model.keras"),
-                            load_weights(c.run_dir / "model.keras"))
+    weights = [load_weights(r.run_dir / "model.keras") for r in (a, b, c)]
+    assert same_weights(weights[0], weights[1])
+    assert not same_weights(weights[0], weights[2])
 
 
 def test_an_existing_run_is_not_overwritten(tmp_path):

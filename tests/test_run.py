@@ -86,7 +86,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(baseline, shared_datas
     done = run_tfcnn("train", "--resume", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Resuming from" in done.stdout
-    assert [e["epoch"] for e in json.loads((out / "metrics.json").read_text())["epochs"]] == [1, 2, 3]
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
     assert same_weights(load_weights(baseline / "model.keras"), load_weights(out / "model.keras"))
 
 

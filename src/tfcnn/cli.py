@@ -147,8 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import_tensorflow()
     from tfcnn.train.loop import Hooks
-    from tfcnn.train.rundir import default_run_path
     from tfcnn.train.run import train_run
+    from tfcnn.train.rundir import default_run_path
 
     if args.resume:
         run_path = Path(args.resume)

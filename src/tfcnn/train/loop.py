@@ -56,8 +56,10 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                image_shape: tuple[int, ...]) -> Steps:
     """Compiled train and test steps closing over the model, optimizer and metrics."""
     per_image_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-    train_loss, train_accuracy = keras.metrics.Mean("loss"), keras.metrics.SparseCategoricalAccuracy()
-    test_loss, test_accuracy = keras.metrics.Mean("test_loss"), keras.metrics.SparseCategoricalAccuracy()
+    train_loss = keras.metrics.Mean("loss")
+    train_accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
+    test_loss = keras.metrics.Mean("test_loss")
+    test_accuracy = keras.metrics.SparseCategoricalAccuracy("test_accuracy")
     # A fixed signature: the last, smaller batch must not trigger a second trace.
     signature = (tf.TensorSpec((None, *image_shape), tf.float32), tf.TensorSpec((None,), tf.int32))
 
@@ -133,6 +135,38 @@ class FitData:
     y_test: np.ndarray
 
 
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _train_steps(steps: Steps, batches: tf.data.Dataset, bar: Progress, stop: StopRequest) -> int:
+    """Run an epoch's training steps; return how many ran (fewer if a stop was requested)."""
+    count = 0
+    try:
+        for images, labels in batches:
+            steps.train(images, labels)
+            count += 1
+            bar.update(1)
+            if stop.signum:
+                break
+    finally:
+        bar.close()
+    return count
+
+
+def _test_pass(steps: Steps, batches: tf.data.Dataset) -> tuple[float, float]:
+    for metric in steps.test_metrics:
+        metric.reset_state()
+    for images, labels in batches:
+        steps.test(images, labels)
+    loss, accuracy = (float(m.result()) for m in steps.test_metrics)
+    return loss, accuracy
+
+
 def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
         config: TrainConfig, run: RunDir, model_name: str, records: list[dict[str, Any]],
         hooks: Hooks) -> list[dict[str, Any]]:
@@ -141,14 +175,15 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
     `config.seed` must be set (the caller draws one if the user gave none).
     """
     assert config.seed is not None
-    batch_size = config.batch_size
     shuffle_buffer = config.shuffle_buffer or pipeline.default_shuffle_buffer(len(data.y_train))
     train_pairs = pipeline.array_dataset(data.x_train, data.y_train)
-    test_pairs = pipeline.array_dataset(data.x_test, data.y_test)
-    steps_per_epoch = math.ceil(len(data.y_train) / batch_size)
-    writers = {part: tf.summary.create_file_writer(str(run.logs / part)) for part in ("train", "test")}
+    test_batches = pipeline.eval_batches(pipeline.array_dataset(data.x_test, data.y_test),
+                                         config.eval_batch_size)
+    steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
+    writers = {part: tf.summary.create_file_writer(str(run.logs / part))
+               for part in ("train", "test")}
     records = list(records)
-    skip = int(state.step.numpy())
+    skip = int(state.step.numpy())  # > 0 only when resuming an interrupted epoch
     if skip == 0:
         for metric in steps.train_metrics:
             metric.reset_state()
@@ -157,33 +192,21 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
     with stop_on_signals() as stop:
         for epoch in range(int(state.epoch.numpy()) + 1, config.epochs + 1):
             epoch_started = time.perf_counter()
-            bar = hooks.progress(epoch, steps_per_epoch, skip) if hooks.progress else None
-            done = skip
-            try:
-                for images, labels in pipeline.train_batches(train_pairs, batch_size, shuffle_buffer,
-                                                             config.seed, epoch, skip):
-                    steps.train(images, labels)
-                    done += 1
-                    if bar:
-                        bar.update(1)
-                    if stop.signum:
-                        state.step.assign(done)
-                        state.seconds.assign(seconds_before + time.perf_counter() - started)
-                        path = state.save()
-                        raise TrainingInterrupted(
-                            f"interrupted in epoch {epoch} after step {done}/{steps_per_epoch}; "
-                            f"checkpoint saved to {path}; continue with: "
-                            f"tfcnn train --resume {run.path}", stop.signum)
-            finally:
-                if bar:
-                    bar.close()
-            for metric in steps.test_metrics:
-                metric.reset_state()
-            for images, labels in pipeline.eval_batches(test_pairs, config.eval_batch_size):
-                steps.test(images, labels)
+            batches = pipeline.train_batches(train_pairs, config.batch_size, shuffle_buffer,
+                                             config.seed, epoch, skip)
+            bar = hooks.progress(epoch, steps_per_epoch, skip) if hooks.progress else _NoProgress()
+            done = skip + _train_steps(steps, batches, bar, stop)
+            if stop.signum:
+                state.step.assign(done)
+                state.seconds.assign(seconds_before + time.perf_counter() - started)
+                path = state.save()
+                raise TrainingInterrupted(
+                    f"interrupted in epoch {epoch} after step {done}/{steps_per_epoch}; "
+                    f"checkpoint saved to {path}; continue with: tfcnn train --resume {run.path}",
+                    stop.signum)
+            test_loss, test_accuracy = _test_pass(steps, test_batches)
             train_seconds = seconds_before + time.perf_counter() - started
             loss, accuracy = (float(m.result()) for m in steps.train_metrics)
-            test_loss, test_accuracy = (float(m.result()) for m in steps.test_metrics)
             record = {"epoch": epoch, "loss": round(loss, 6), "accuracy": round(accuracy, 6),
                       "test_loss": round(test_loss, 6), "test_accuracy": round(test_accuracy, 6),
                       "seconds": round(time.perf_counter() - epoch_started, 3)}
