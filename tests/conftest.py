@@ -22,3 +22,22 @@ def shared_datasets_dir() -> Path:
     if not (path / "mnist").is_dir():
         pytest.skip(f"real datasets not available at {path} (set TFCNN_DATA_DIR)")
     return path
+
+
+# --- trained models (evaluate, predict, export, serve) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def trained_mnist_run(shared_datasets_dir, tmp_path_factory) -> Path:
+    """A run directory holding the tutorial network after one epoch on full MNIST (~98%).
+
+    Trained once per test session, in-process, with a fixed seed (about 15-25 s).
+    """
+    from tfcnn.config import TrainConfig
+    from tfcnn.train.loop import Hooks
+    from tfcnn.train.run import train_run
+
+    run_dir = tmp_path_factory.mktemp("trained") / "mnist-tutorial"
+    config = TrainConfig(epochs=1, seed=0, data_dir=str(shared_datasets_dir))
+    train_run(config, run_dir, Hooks())
+    return run_dir

@@ -17,7 +17,13 @@ from typing import Any
 
 from tfcnn import __version__
 from tfcnn.config import TrainConfig
-from tfcnn.errors import EXIT_INTERRUPTED, ConfigError, TfcnnError, TrainingInterrupted
+from tfcnn.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    ConfigError,
+    TfcnnError,
+    TrainingInterrupted,
+)
 
 _DEFAULTS = TrainConfig()
 # Settings a resumed run may change; the rest come from the run's config.json.
@@ -59,6 +65,40 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="print only the run directory")
 
 
+def _add_use_parsers(commands: argparse._SubParsersAction) -> None:
+    source_help = "a run directory (its model.keras) or a .keras model file"
+    p = commands.add_parser("evaluate", help="test metrics, per-class table, confusion plots",
+                            description="Evaluate a trained model on its dataset's test set and "
+                                        "write a report (tables and PNG plots).")
+    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
+    p.add_argument("--dataset", help="dataset to evaluate on (default: the model's own)")
+    p.add_argument("--data-dir", metavar="DIR", help="data folder (as for train)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/report)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = commands.add_parser("predict", help="classify image files, folders or glob patterns",
+                            description="Predict the class of each image. Digit models get "
+                                        "MNIST-style preprocessing (invert, crop, centre).")
+    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
+    p.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or globs")
+    p.add_argument("--top-k", type=int, default=3, metavar="K",
+                   help="how many of the most likely classes to list (default 3)")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print a JSON list")
+    form.add_argument("--csv", action="store_true", help="print CSV rows")
+    p.add_argument("--no-preprocess", action="store_true",
+                   help="only resize to the model's input (no inversion, crop or centring)")
+
+    p = commands.add_parser("export", help="export a model: keras, saved_model or tflite",
+                            description="Write the model in a deployable format. The exported "
+                                        "model outputs class probabilities.")
+    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
+    p.add_argument("--format", required=True, choices=("keras", "saved_model", "tflite"))
+    p.add_argument("--quantize", default="none", choices=("none", "dynamic", "float16"),
+                   help="TFLite weight quantization (default none)")
+    p.add_argument("--out", required=True, metavar="PATH", help="file or folder to write")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfcnn", description="Train, evaluate and serve CNN image classifiers "
@@ -66,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tfcnn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train_parser(commands)
+    _add_use_parsers(commands)
     doctor = commands.add_parser("doctor", help="check the TensorFlow install, devices and data",
                                  description="Report TensorFlow and Keras versions, GPUs, CPU "
                                              "threads and where each dataset would load from.")
@@ -166,6 +207,62 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# The keys of `tfcnn evaluate --json`, a format that tools read.
+EVALUATE_JSON_KEYS = ("test_accuracy", "test_loss", "per_class", "confusion_matrix")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tfcnn.tfenv import import_tensorflow
+    from tfcnn.train.rundir import resolve_model_file
+
+    model_file = resolve_model_file(args.source)
+    import_tensorflow()
+    from tfcnn.evaluate import evaluate_model, format_evaluation
+
+    report = evaluate_model(model_file, dataset=args.dataset, data_dir=args.data_dir,
+                            out_dir=Path(args.out) if args.out else None)
+    if args.json:
+        print(json.dumps({key: report[key] for key in EVALUATE_JSON_KEYS}))
+    else:
+        print(format_evaluation(report))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tfcnn.predict import expand_inputs, format_csv, format_table, predict_files
+    from tfcnn.tfenv import import_tensorflow
+    from tfcnn.train.rundir import resolve_model_file
+
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k: expected a positive integer, got {args.top_k}")
+    model_file = resolve_model_file(args.source)
+    paths = expand_inputs(args.paths)
+    import_tensorflow()
+    results = predict_files(model_file, paths, top_k=args.top_k,
+                            preprocess=not args.no_preprocess)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    elif args.csv:
+        print(format_csv(results), end="")
+    else:
+        print(format_table(results))
+    return EXIT_PARTIAL if any("error" in r for r in results) else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tfcnn.tfenv import import_tensorflow
+    from tfcnn.train.rundir import resolve_model_file
+
+    model_file = resolve_model_file(args.source)
+    import_tensorflow()
+    from tfcnn.export import export_model
+
+    result = export_model(model_file, args.format, args.quantize, Path(args.out))
+    print(f"Exported {result['format']} ({result['quantize']}) to {result['path']}: "
+          f"{result['bytes']:,} bytes")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from tfcnn.doctor import collect_report, format_report
 
@@ -176,7 +273,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "doctor": cmd_doctor}
+    handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+                "export": cmd_export, "doctor": cmd_doctor}
     try:
         return handlers[args.command](args)
     except TrainingInterrupted as exc:

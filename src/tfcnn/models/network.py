@@ -64,14 +64,16 @@ class NotationModel(keras.Model):
 
     def __init__(self, notation: str, image_shape: tuple[int, int, int] = (28, 28, 1),
                  class_names: tuple[str, ...] | list[str] = (), seed: int = 0,
-                 preprocessing: str = "scale", **kwargs: Any) -> None:
+                 preprocessing: str = "scale", dataset: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.notation = notation
         self.image_shape = tuple(image_shape)
         self.class_names = tuple(class_names)
         self.seed = seed
-        # Which input preparation the model was trained for (used by predict/serve).
+        # How inputs must be prepared for this model (predict/serve): "mnist" for MNIST-style
+        # digit normalisation, "scale" for a plain resize and 0-1 scaling.
         self.preprocessing = preprocessing
+        self.dataset = dataset
         self.stack = _make_layers(nt.parse_notation(notation), seed)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
@@ -93,13 +95,15 @@ class NotationModel(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "notation": self.notation,
                 "image_shape": list(self.image_shape), "class_names": list(self.class_names),
-                "seed": self.seed, "preprocessing": self.preprocessing}
+                "seed": self.seed, "preprocessing": self.preprocessing, "dataset": self.dataset}
 
 
 def build_model(notation: str, image_shape: tuple[int, int, int], class_names: tuple[str, ...],
-                seed: int, preprocessing: str = "scale", name: str = "tfcnn") -> NotationModel:
+                seed: int, preprocessing: str = "scale", dataset: str = "",
+                name: str = "tfcnn") -> NotationModel:
     """Create the model and its weights (built on `image_shape`, batch dimension free)."""
-    model = NotationModel(notation, image_shape, class_names, seed, preprocessing, name=name)
+    model = NotationModel(notation, image_shape, class_names, seed, preprocessing, dataset,
+                          name=name)
     model.build((None, *image_shape))
     return model
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from tfcnn.config import TrainConfig
 from tfcnn.data.locate import LoadedDataset, load_dataset
@@ -52,6 +53,11 @@ class RunResult:
     test_accuracy: float | None
 
 
+def image_shape_of(images: np.ndarray) -> tuple[int, int, int]:
+    """(height, width, channels) of a stack of images, grayscale ones given one channel."""
+    return (*images.shape[1:3], images.shape[3] if images.ndim == 4 else 1)
+
+
 def check_model_fits(notation_str: str, dataset: LoadedDataset) -> None:
     """The notation's last layer must give one logit per class, and fit the image size."""
     units = notation.output_units(notation_str)
@@ -60,7 +66,7 @@ def check_model_fits(notation_str: str, dataset: LoadedDataset) -> None:
         raise ModelSpecError(f"model {notation_str!r}: the last layer gives {units} outputs, "
                              f"but dataset {dataset.name!r} has {classes} classes "
                              f"(end the notation with D{classes})")
-    notation.check_output_shape(notation_str, (*dataset.x_train.shape[1:3], 1))
+    notation.check_output_shape(notation_str, image_shape_of(dataset.x_train))
 
 
 def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool = False,
@@ -73,7 +79,7 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir)
     check_model_fits(notation_str, dataset)
-    image_shape = (*dataset.x_train.shape[1:3], 1)
+    image_shape = image_shape_of(dataset.x_train)
 
     run = RunDir(run_path)
     if not resume and run.config.exists():
@@ -83,7 +89,8 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
     write_config(run, config, library_versions())
 
     model = build_model(notation_str, image_shape, dataset.class_names, config.seed,
-                        preprocessing="mnist" if dataset.name == "mnist" else "scale")
+                        preprocessing="mnist" if dataset.name == "mnist" else "scale",
+                        dataset=dataset.name)
     optimizer = keras.optimizers.Adam(learning_rate=config.lr)
     steps = make_steps(model, optimizer, image_shape)
     state = make_training_state(run.checkpoints, model, optimizer, steps.train_metrics)

@@ -58,6 +58,22 @@ class RunDir:
         return self.path / "logs"
 
 
+def resolve_model_file(path: str | Path) -> Path:
+    """The `.keras` file for a command's `RUN_DIR|MODEL` argument."""
+    path = Path(path)
+    if path.is_dir():
+        model = RunDir(path).model
+        if not model.is_file():
+            raise RunDirError(f"{path}: no model.keras (is it a tfcnn run directory whose "
+                              "first epoch finished?)")
+        return model
+    if not path.is_file():
+        raise RunDirError(f"{path}: no such run directory or model file")
+    if path.suffix != ".keras":
+        raise RunDirError(f"{path}: expected a run directory or a .keras model file")
+    return path
+
+
 def default_run_path(config: TrainConfig, model_name: str, now: float | None = None) -> Path:
     """runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>, with a suffix if that name is taken."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
