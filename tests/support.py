@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,3 +46,39 @@ def load_weights(path: Path) -> list[np.ndarray]:
 
 def same_weights(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+SHAPES = ("circle", "square", "triangle")
+
+
+def draw_shape(kind: str, size: tuple[int, int], fg: tuple, bg: tuple, mode: str) -> Image.Image:
+    im = Image.new(mode, size, bg)
+    w, h = size
+    box = (w // 5, h // 5, w - w // 5, h - h // 5)
+    draw = ImageDraw.Draw(im)
+    if kind == "circle":
+        draw.ellipse(box, fill=fg)
+    elif kind == "square":
+        draw.rectangle(box, fill=fg)
+    else:
+        draw.polygon([(w // 2, box[1]), (box[0], box[3]), (box[2], box[3])], fill=fg)
+    return im
+
+
+def make_shapes(root: Path, per_class: int = 6) -> Path:
+    """3 classes of coloured shapes, sizes 17..60 px, several formats and modes."""
+    rng = np.random.default_rng(1)
+    formats = ["png", "jpg", "gif", "bmp", "webp", "rgba.png"]
+    for kind in SHAPES:
+        (root / kind).mkdir(parents=True)
+        for i in range(per_class):
+            size = (int(rng.integers(17, 61)), int(rng.integers(17, 61)))
+            fg = tuple(int(c) for c in rng.integers(0, 256, 3))
+            bg = tuple(int(c) for c in rng.integers(0, 256, 3))
+            fmt = formats[i % len(formats)]
+            if fmt == "rgba.png":
+                im = draw_shape(kind, size, (*fg, 255), (*bg, 0), "RGBA")
+            else:
+                im = draw_shape(kind, size, fg, bg, "RGB")
+            im.save(root / kind / f"{i:02d}.{fmt.split('.')[-1]}")
+    return root

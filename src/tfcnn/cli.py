@@ -35,8 +35,8 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
         "train", help="train a model (defaults reproduce the tutorial)",
         description="Train a CNN with a custom tf.GradientTape loop. With no options this is "
                     "the tutorial's run: MNIST, its network, Adam, batch 32, 5 epochs.")
-    p.add_argument("--dataset", help=f"dataset name: mnist or fashion_mnist "
-                                     f"(default {_DEFAULTS.dataset})")
+    p.add_argument("--dataset", help=f"mnist, fashion_mnist, or folder:PATH (one sub-folder "
+                                     f"of images per class) (default {_DEFAULTS.dataset})")
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder with mnist/ and fashion_mnist/ (or the four IDX files); "
                         "default: $TFCNN_DATA_DIR, then caches, then download")
@@ -63,6 +63,17 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                    help="continue the run in DIR from its last checkpoint "
                         "(--epochs may raise the target)")
     p.add_argument("--quiet", action="store_true", help="print only the run directory")
+    folder = p.add_argument_group("image-folder datasets (--dataset folder:PATH)")
+    folder.add_argument("--image-size", metavar="N|HxW",
+                        help="resize every image to N x N or H x W (default 28)")
+    colour = folder.add_mutually_exclusive_group()
+    colour.add_argument("--grayscale", dest="grayscale", action="store_const", const=True,
+                        help="one channel (default)")
+    colour.add_argument("--rgb", dest="grayscale", action="store_const", const=False,
+                        help="three colour channels")
+    folder.add_argument("--val-split", type=float, metavar="F",
+                        help="fraction of each class held out for testing, seeded "
+                             "(default 0.1)")
 
 
 def _add_use_parsers(commands: argparse._SubParsersAction) -> None:
@@ -118,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {name: getattr(args, name) for name in
              ("dataset", "data_dir", "model", "epochs", "batch_size", "lr", "seed",
-              "shuffle_buffer", "eval_batch_size", "out", "limit_train", "limit_test")
+              "shuffle_buffer", "eval_batch_size", "out", "limit_train", "limit_test",
+              "image_size", "grayscale", "val_split")
              if getattr(args, name) is not None}
     if args.resume is None:
         return TrainConfig(**given)
@@ -152,6 +164,9 @@ class _Printer:
               f"({info.num_train:,} train, {info.num_test:,} test images)")
         print(f"Model: {info.model_name} ({info.parameters:,} parameters); "
               f"Adam lr {c.lr}, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}")
+        if info.skipped:
+            first_file, reason = info.skipped[0]
+            print(f"Skipped {len(info.skipped)} unreadable image(s), e.g. {first_file}: {reason}")
         if info.resumed_from:
             print(f"Resuming from {info.resumed_from}")
         sys.stdout.flush()
@@ -165,21 +180,22 @@ class _Printer:
                     disable=True if self.quiet else None, dynamic_ncols=True)
 
     def epoch_end(self, r: dict[str, Any]) -> None:
-        if not self.quiet:
-            print(f"Epoch {r['epoch']}/{self.epochs}: loss {r['loss']:.4f}, "
-                  f"accuracy {100 * r['accuracy']:.2f}%, test loss {r['test_loss']:.4f}, "
-                  f"test accuracy {100 * r['test_accuracy']:.2f}% ({r['seconds']:.1f} s)",
-                  flush=True)
+        if self.quiet:
+            return
+        test = (f"test loss {r['test_loss']:.4f}, test accuracy {100 * r['test_accuracy']:.2f}%"
+                if r["test_loss"] is not None else "no test images")
+        print(f"Epoch {r['epoch']}/{self.epochs}: loss {r['loss']:.4f}, "
+              f"accuracy {100 * r['accuracy']:.2f}%, {test} ({r['seconds']:.1f} s)", flush=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tfcnn.data.registry import get_dataset_info
+    from tfcnn.data.source import check_dataset_setting
     from tfcnn.models.notation import resolve_model
 
     config = _config_from_args(args)
     # Fail fast on names, before TensorFlow takes seconds to load.
     model_name, _ = resolve_model(config.model)
-    get_dataset_info(config.dataset)
+    check_dataset_setting(config)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise ConfigError(f"--data-dir {config.data_dir}: no such directory")
     started = time.perf_counter()

@@ -27,6 +27,10 @@ class TrainConfig:
     out: str | None = None            # run directory; None: runs/<dataset>-<model>-<time>
     limit_train: int | None = None    # use only the first N training images (quick checks)
     limit_test: int | None = None     # use only the first N test images
+    # Image-folder datasets only (--dataset folder:PATH):
+    image_size: str | None = None     # "28" or "HxW"; None: 28x28
+    grayscale: bool = True            # False: RGB
+    val_split: float | None = None    # held-out fraction per class; None: 0.1
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -39,6 +43,10 @@ class TrainConfig:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value < 1):
                 raise ConfigError(f"{field}: expected a positive integer, got {value!r}")
+        if self.val_split is not None and (not isinstance(self.val_split, int | float)
+                                           or not 0 <= self.val_split < 1):
+            raise ConfigError(f"val_split: expected a fraction from 0 to below 1, "
+                              f"got {self.val_split!r}")
         if not isinstance(self.lr, int | float) or not self.lr > 0:
             raise ConfigError(f"lr: expected a positive number, got {self.lr!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):

@@ -135,6 +135,10 @@ class FitData:
     y_test: np.ndarray
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 class _NoProgress:
     def update(self, n: int) -> None:
         pass
@@ -158,7 +162,10 @@ def _train_steps(steps: Steps, batches: tf.data.Dataset, bar: Progress, stop: St
     return count
 
 
-def _test_pass(steps: Steps, batches: tf.data.Dataset) -> tuple[float, float]:
+def _test_pass(steps: Steps, batches: tf.data.Dataset | None
+               ) -> tuple[float | None, float | None]:
+    if batches is None:  # no held-out images (an image folder with --val-split 0)
+        return None, None
     for metric in steps.test_metrics:
         metric.reset_state()
     for images, labels in batches:
@@ -177,8 +184,8 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
     assert config.seed is not None
     shuffle_buffer = config.shuffle_buffer or pipeline.default_shuffle_buffer(len(data.y_train))
     train_pairs = pipeline.array_dataset(data.x_train, data.y_train)
-    test_batches = pipeline.eval_batches(pipeline.array_dataset(data.x_test, data.y_test),
-                                         config.eval_batch_size)
+    test_batches = (pipeline.eval_batches(pipeline.array_dataset(data.x_test, data.y_test),
+                                          config.eval_batch_size) if len(data.y_test) else None)
     steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     writers = {part: tf.summary.create_file_writer(str(run.logs / part))
                for part in ("train", "test")}
@@ -207,12 +214,13 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             test_loss, test_accuracy = _test_pass(steps, test_batches)
             train_seconds = seconds_before + time.perf_counter() - started
             loss, accuracy = (float(m.result()) for m in steps.train_metrics)
-            record = {"epoch": epoch, "loss": round(loss, 6), "accuracy": round(accuracy, 6),
-                      "test_loss": round(test_loss, 6), "test_accuracy": round(test_accuracy, 6),
+            record = {"epoch": epoch, "loss": _rounded(loss), "accuracy": _rounded(accuracy),
+                      "test_loss": _rounded(test_loss), "test_accuracy": _rounded(test_accuracy),
                       "seconds": round(time.perf_counter() - epoch_started, 3)}
             records.append(record)
             _log_scalars(writers["train"], epoch, {"loss": loss, "accuracy": accuracy})
-            _log_scalars(writers["test"], epoch, {"loss": test_loss, "accuracy": test_accuracy})
+            if test_loss is not None:
+                _log_scalars(writers["test"], epoch, {"loss": test_loss, "accuracy": test_accuracy})
             write_metrics(run, config.dataset, model_name, records, train_seconds)
             _save_model(model, run)
             state.epoch.assign(epoch)

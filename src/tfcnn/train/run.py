@@ -17,7 +17,8 @@ import keras
 import numpy as np
 
 from tfcnn.config import TrainConfig
-from tfcnn.data.locate import LoadedDataset, load_dataset
+from tfcnn.data.locate import LoadedDataset
+from tfcnn.data.source import load_training_data
 from tfcnn.errors import ModelSpecError, RunDirError
 from tfcnn.models import notation
 from tfcnn.models.network import build_model
@@ -43,6 +44,7 @@ class RunInfo:
     model_name: str
     parameters: int
     resumed_from: str | None
+    skipped: list[tuple[str, str]]  # unreadable images left out of a folder dataset
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
     model_name, notation_str = notation.resolve_model(config.model)
     if config.seed is None:
         config = config.replace(seed=secrets.randbelow(2**31))
+    skipped: list[tuple[str, str]] = []
     if dataset is None:
-        dataset = load_dataset(config.dataset, config.data_dir)
+        dataset, skipped = load_training_data(config)
     check_model_fits(notation_str, dataset)
     image_shape = image_shape_of(dataset.x_train)
 
@@ -106,7 +109,7 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
                    dataset.x_test[:test_n], dataset.y_test[:test_n])
     if on_start:
         on_start(RunInfo(config, run.path, dataset.source, len(data.y_train), len(data.y_test),
-                         model_name, model.count_params(), resumed_from))
+                         model_name, model.count_params(), resumed_from, skipped))
     records = fit(model, steps, state, data, config, run, model_name, records, hooks)
     return RunResult(run.path, records, float(state.seconds.numpy()),
                      records[-1]["test_accuracy"] if records else None)

@@ -77,8 +77,11 @@ def resolve_model_file(path: str | Path) -> Path:
 def default_run_path(config: TrainConfig, model_name: str, now: float | None = None) -> Path:
     """runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>, with a suffix if that name is taken."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name)
-    base = Path("runs") / f"{config.dataset}-{safe_model}-{stamp}"
+    dataset = config.dataset
+    if dataset.startswith("folder:"):
+        dataset = "folder-" + Path(dataset[len("folder:"):]).name
+    safe = "-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in (dataset, model_name))
+    base = Path("runs") / f"{safe}-{stamp}"
     path, n = base, 1
     while path.exists():
         n += 1

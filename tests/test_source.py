@@ -1,0 +1,72 @@
+"""Choosing the loader for --dataset, and training on an image folder end to end."""
+
+import json
+
+import pytest
+
+from support import load_weights, make_shapes, run_tfcnn
+from tfcnn.config import TrainConfig
+from tfcnn.data.source import check_dataset_setting, load_training_data
+from tfcnn.errors import ConfigError, DatasetError
+
+
+def test_folder_settings_are_refused_for_registered_datasets():
+    with pytest.raises(ConfigError, match="--image-size, --rgb: only for image-folder"):
+        check_dataset_setting(TrainConfig(image_size="32", grayscale=False))
+
+
+def test_unknown_dataset_and_missing_folder_are_named(tmp_path):
+    with pytest.raises(DatasetError, match="cifar"):
+        check_dataset_setting(TrainConfig(dataset="cifar"))
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'nope'}: no such folder"):
+        check_dataset_setting(TrainConfig(dataset=f"folder:{tmp_path / 'nope'}"))
+
+
+def test_folder_dataset_loads_with_the_configured_size_colour_and_split(tmp_path):
+    root = make_shapes(tmp_path / "shapes", per_class=10)
+    (root / "circle" / "broken.png").write_bytes(b"not an image")
+    config = TrainConfig(dataset=f"folder:{root}", image_size="20x24", grayscale=False,
+                         val_split=0.2, seed=3)
+    data, skipped = load_training_data(config)
+    assert data.class_names == ("circle", "square", "triangle")
+    assert data.x_train.shape == (24, 20, 24, 3) and data.x_test.shape == (6, 20, 24, 3)
+    assert [s[0] for s in skipped] == [str(root / "circle" / "broken.png")]
+
+
+@pytest.mark.slow
+def test_train_on_an_image_folder_from_the_cli(tmp_path):
+    root = make_shapes(tmp_path / "shapes", per_class=12)
+    (root / "square" / "empty.png").write_bytes(b"")
+    out = tmp_path / "run"
+    done = run_tfcnn("train", "--dataset", f"folder:{root}", "--model", "8C3-P2-D16-D3",
+                     "--epochs", "2", "--batch-size", "8", "--image-size", "32", "--rgb",
+                     "--val-split", "0.25", "--seed", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Skipped 1 unreadable image(s)" in done.stdout and "empty.png" in done.stdout
+    assert "27 train, 9 test images" in done.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == f"folder:{root}" and len(metrics["epochs"]) == 2
+    from tfcnn.models.network import load_model
+
+    model = load_model(out / "model.keras")
+    assert model.class_names == ("circle", "square", "triangle")
+    assert model.image_shape == (32, 32, 3) and model.preprocessing == "scale"
+    assert len(load_weights(out / "model.keras")) > 0
+
+
+@pytest.mark.slow
+def test_folder_run_without_held_out_images_reports_no_test_metrics(tmp_path):
+    root = make_shapes(tmp_path / "shapes", per_class=4)
+    done = run_tfcnn("train", "--dataset", f"folder:{root}", "--model", "4C3-D3", "--epochs",
+                     "1", "--val-split", "0", "--seed", "1", "--out", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no test images" in done.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] is None and metrics["epochs"][0]["test_loss"] is None
+
+
+def test_cli_rejects_folder_options_for_mnist(capsys):
+    from tfcnn.cli import main
+
+    assert main(["train", "--val-split", "0.2"]) == 2
+    assert "--val-split: only for image-folder datasets" in capsys.readouterr().err
