@@ -106,3 +106,11 @@ def test_last_layer_must_match_the_number_of_classes(tmp_path):
 def test_metric_values_are_finite(tmp_path):
     result = train_tiny(tmp_path, epochs=1)
     assert all(math.isfinite(v) for r in result.epochs for v in r.values())
+
+
+def test_several_steps_per_call_give_the_same_weights_as_one(tmp_path):
+    one = train_tiny(tmp_path, "one", epochs=2, steps_per_call=1)
+    many = train_tiny(tmp_path, "many", epochs=2, steps_per_call=7)  # 16 steps: 7 + 7 + 2
+    assert same_weights(load_weights(one.run_dir / "model.keras"),
+                        load_weights(many.run_dir / "model.keras"))
+    assert one.epochs[-1]["loss"] == many.epochs[-1]["loss"]

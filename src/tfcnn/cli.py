@@ -27,7 +27,7 @@ from tfcnn.errors import (
 
 _DEFAULTS = TrainConfig()
 # Settings a resumed run may change; the rest come from the run's config.json.
-_RESUMABLE_OVERRIDES = ("epochs", "data_dir")
+_RESUMABLE_OVERRIDES = ("epochs", "data_dir", "steps_per_call")
 
 
 def _add_train_parser(commands: argparse._SubParsersAction) -> None:
@@ -57,6 +57,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                    help="use only the first N training images (quick checks)")
     p.add_argument("--limit-test", type=int, metavar="N",
                    help="use only the first N test images")
+    p.add_argument("--steps-per-call", type=int, metavar="N",
+                   help=f"training steps per compiled call; only speed changes "
+                        f"(default {_DEFAULTS.steps_per_call})")
     p.add_argument("--out", metavar="DIR",
                    help="run directory (default runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)")
     p.add_argument("--resume", metavar="DIR",
@@ -129,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {name: getattr(args, name) for name in
              ("dataset", "data_dir", "model", "epochs", "batch_size", "lr", "seed",
-              "shuffle_buffer", "eval_batch_size", "out", "limit_train", "limit_test",
+              "shuffle_buffer", "eval_batch_size", "steps_per_call", "out", "limit_train", "limit_test",
               "image_size", "grayscale", "val_split")
              if getattr(args, name) is not None}
     if args.resume is None:
@@ -140,7 +143,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     if refused:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)
         raise ConfigError(f"{flags}: not allowed with --resume (settings come from "
-                          f"{Path(args.resume) / 'config.json'}; only --epochs and --data-dir "
+                          f"{Path(args.resume) / 'config.json'}; only --epochs, --data-dir and --steps-per-call "
                           "may change)")
     return read_config(RunDir(Path(args.resume))).replace(**given)
 

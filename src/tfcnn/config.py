@@ -24,6 +24,7 @@ class TrainConfig:
     seed: int | None = None           # None: a random seed is drawn and recorded in config.json
     shuffle_buffer: int | None = None  # images; None: a quarter of the training set (tutorial)
     eval_batch_size: int = 1000       # images per test step: any size gives the same metrics
+    steps_per_call: int = 50          # training steps per tf.function call; same maths as 1
     out: str | None = None            # run directory; None: runs/<dataset>-<model>-<time>
     limit_train: int | None = None    # use only the first N training images (quick checks)
     limit_test: int | None = None     # use only the first N test images
@@ -34,7 +35,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
-                    "eval_batch_size": self.eval_batch_size}
+                    "eval_batch_size": self.eval_batch_size,
+                    "steps_per_call": self.steps_per_call}
         for field, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{field}: expected a positive integer, got {value!r}")

@@ -46,7 +46,7 @@ class Hooks:
 
 @dataclass
 class Steps:
-    train: Callable[[tf.Tensor, tf.Tensor], None]
+    train: Callable[[Any, tf.Tensor], None]  # (iterator over batches, number of steps)
     test: Callable[[tf.Tensor, tf.Tensor], None]
     train_metrics: list[keras.metrics.Metric]
     test_metrics: list[keras.metrics.Metric]
@@ -63,7 +63,6 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     # A fixed signature: the last, smaller batch must not trigger a second trace.
     signature = (tf.TensorSpec((None, *image_shape), tf.float32), tf.TensorSpec((None,), tf.int32))
 
-    @tf.function(input_signature=signature)
     def train_step(images: tf.Tensor, labels: tf.Tensor) -> None:
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
@@ -74,13 +73,21 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
         train_loss.update_state(losses)
         train_accuracy.update_state(labels, logits)
 
+    # Several steps per call (like Keras's steps_per_execution): the same updates in the same
+    # order, without a Python round trip and function-call overhead between steps.
+    @tf.function
+    def train_steps(batches: Any, count: tf.Tensor) -> None:
+        for _ in tf.range(count):
+            images, labels = next(batches)
+            train_step(images, labels)
+
     @tf.function(input_signature=signature)
     def test_step(images: tf.Tensor, labels: tf.Tensor) -> None:
         logits = model(images, training=False)
         test_loss.update_state(per_image_loss(labels, logits))
         test_accuracy.update_state(labels, logits)
 
-    return Steps(train_step, test_step, [train_loss, train_accuracy], [test_loss, test_accuracy])
+    return Steps(train_steps, test_step, [train_loss, train_accuracy], [test_loss, test_accuracy])
 
 
 @dataclass
@@ -147,16 +154,20 @@ class _NoProgress:
         pass
 
 
-def _train_steps(steps: Steps, batches: tf.data.Dataset, bar: Progress, stop: StopRequest) -> int:
-    """Run an epoch's training steps; return how many ran (fewer if a stop was requested)."""
+def _train_steps(steps: Steps, batches: tf.data.Dataset, total: int, per_call: int,
+                 bar: Progress, stop: StopRequest) -> int:
+    """Run `total` training steps, `per_call` at a time; return how many ran.
+
+    Fewer run when a stop is requested: the check comes between calls.
+    """
+    iterator = iter(batches)
     count = 0
     try:
-        for images, labels in batches:
-            steps.train(images, labels)
-            count += 1
-            bar.update(1)
-            if stop.signum:
-                break
+        while count < total and not stop.signum:
+            n = min(per_call, total - count)
+            steps.train(iterator, tf.constant(n, dtype=tf.int64))
+            count += n
+            bar.update(n)
     finally:
         bar.close()
     return count
@@ -202,7 +213,8 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             batches = pipeline.train_batches(train_pairs, config.batch_size, shuffle_buffer,
                                              config.seed, epoch, skip)
             bar = hooks.progress(epoch, steps_per_epoch, skip) if hooks.progress else _NoProgress()
-            done = skip + _train_steps(steps, batches, bar, stop)
+            done = skip + _train_steps(steps, batches, steps_per_epoch - skip,
+                                       config.steps_per_call, bar, stop)
             if stop.signum:
                 state.step.assign(done)
                 state.seconds.assign(seconds_before + time.perf_counter() - started)
