@@ -8,6 +8,7 @@ instant, and each command imports what it needs when it runs. Library code raise
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -130,11 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    given = {name: getattr(args, name) for name in
-             ("dataset", "data_dir", "model", "epochs", "batch_size", "lr", "seed",
-              "shuffle_buffer", "eval_batch_size", "steps_per_call", "out", "limit_train", "limit_test",
-              "image_size", "grayscale", "val_split")
-             if getattr(args, name) is not None}
+    # Every TrainConfig field has a flag of the same name; unset flags are None.
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
     if args.resume is None:
         return TrainConfig(**given)
     from tfcnn.train.rundir import RunDir, read_config
@@ -143,8 +142,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     if refused:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)
         raise ConfigError(f"{flags}: not allowed with --resume (settings come from "
-                          f"{Path(args.resume) / 'config.json'}; only --epochs, --data-dir and --steps-per-call "
-                          "may change)")
+                          f"{Path(args.resume) / 'config.json'}; only --epochs, --data-dir "
+                          "and --steps-per-call may change)")
     return read_config(RunDir(Path(args.resume))).replace(**given)
 
 
