@@ -187,7 +187,8 @@ class _Printer:
         test = (f"test loss {r['test_loss']:.4f}, test accuracy {100 * r['test_accuracy']:.2f}%"
                 if r["test_loss"] is not None else "no test images")
         print(f"Epoch {r['epoch']}/{self.epochs}: loss {r['loss']:.4f}, "
-              f"accuracy {100 * r['accuracy']:.2f}%, {test} ({r['seconds']:.1f} s)", flush=True)
+              f"accuracy {100 * r['accuracy']:.2f}%, {test} "
+              f"({r['seconds']:.1f} s, {r['images_per_second']:,.0f} images/s)", flush=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ class Hooks:
     """How the loop reports to its caller (the CLI); every hook is optional."""
 
     progress: Callable[[int, int, int], Progress] | None = None  # (epoch, steps, steps done)
+    # The epoch's metrics.json record, plus "images_per_second" of its training phase.
     epoch_end: Callable[[dict[str, Any]], None] | None = None
 
 
@@ -213,8 +214,10 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             batches = pipeline.train_batches(train_pairs, config.batch_size, shuffle_buffer,
                                              config.seed, epoch, skip)
             bar = hooks.progress(epoch, steps_per_epoch, skip) if hooks.progress else _NoProgress()
-            done = skip + _train_steps(steps, batches, steps_per_epoch - skip,
-                                       config.steps_per_call, bar, stop)
+            ran = _train_steps(steps, batches, steps_per_epoch - skip, config.steps_per_call,
+                               bar, stop)
+            done = skip + ran
+            train_phase = time.perf_counter() - epoch_started
             if stop.signum:
                 state.step.assign(done)
                 state.seconds.assign(seconds_before + time.perf_counter() - started)
@@ -240,7 +243,8 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             state.seconds.assign(train_seconds)
             state.save()
             if hooks.epoch_end:
-                hooks.epoch_end(record)
+                images = min(ran * config.batch_size, len(data.y_train) - skip * config.batch_size)
+                hooks.epoch_end({**record, "images_per_second": images / train_phase})
             for metric in steps.train_metrics:
                 metric.reset_state()
             skip = 0
