@@ -32,3 +32,10 @@ def test_out_of_range_settings_name_the_field(changes):
 def test_unknown_keys_are_rejected_with_the_source():
     with pytest.raises(ConfigError, match="run/config.json: unknown setting.*bogus"):
         TrainConfig.from_dict({"bogus": 1}, source="run/config.json")
+
+
+def test_schedule_and_warmup_are_validated():
+    with pytest.raises(ConfigError, match="^schedule: expected one of constant, onecycle"):
+        TrainConfig(schedule="cosine")
+    with pytest.raises(ConfigError, match="^warmup: expected a fraction"):
+        TrainConfig(schedule="onecycle", warmup=1.5)

@@ -114,3 +114,15 @@ def test_several_steps_per_call_give_the_same_weights_as_one(tmp_path):
     assert same_weights(load_weights(one.run_dir / "model.keras"),
                         load_weights(many.run_dir / "model.keras"))
     assert one.epochs[-1]["loss"] == many.epochs[-1]["loss"]
+
+
+def test_onecycle_schedule_warms_up_then_decays_to_zero():
+    from tfcnn.train.run import learning_rate
+
+    schedule = learning_rate(TrainConfig(lr=0.01, schedule="onecycle", warmup=0.25, epochs=2), 50)
+    rates = [float(schedule(step)) for step in (0, 25, 50, 75, 100)]
+    assert rates[0] == pytest.approx(0.01 / 25)
+    assert rates[2] == pytest.approx(0.01)  # the peak, a quarter of the way in
+    assert rates[1] < rates[2] and rates[3] < rates[2]
+    assert rates[4] == pytest.approx(0.0, abs=1e-9)
+    assert learning_rate(TrainConfig(lr=0.003), 50) == 0.003

@@ -36,6 +36,8 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
         "train", help="train a model (defaults reproduce the tutorial)",
         description="Train a CNN with a custom tf.GradientTape loop. With no options this is "
                     "the tutorial's run: MNIST, its network, Adam, batch 32, 5 epochs.")
+    p.add_argument("--preset", help="a measured recipe whose settings fill in the flags not "
+                                    "given: tutorial (the defaults) or fast")
     p.add_argument("--dataset", help=f"mnist, fashion_mnist, or folder:PATH (one sub-folder "
                                      f"of images per class) (default {_DEFAULTS.dataset})")
     p.add_argument("--data-dir", metavar="DIR",
@@ -47,7 +49,13 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                                               f"(default {_DEFAULTS.epochs})")
     p.add_argument("--batch-size", type=int,
                    help=f"images per training step (default {_DEFAULTS.batch_size})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {_DEFAULTS.lr})")
+    p.add_argument("--lr", type=float, help=f"Adam (peak) learning rate (default {_DEFAULTS.lr})")
+    p.add_argument("--schedule", choices=("constant", "onecycle"),
+                   help="learning rate schedule: constant, or onecycle (linear warm-up to --lr, "
+                        "then cosine decay to 0) (default constant)")
+    p.add_argument("--warmup", type=float, metavar="F",
+                   help=f"onecycle: fraction of the steps spent warming up "
+                        f"(default {_DEFAULTS.warmup})")
     p.add_argument("--seed", type=int, help="random seed; the same seed gives the same run "
                                             "(default: a random one, recorded in config.json)")
     p.add_argument("--shuffle-buffer", type=int, metavar="N",
@@ -86,6 +94,8 @@ def _add_use_parsers(commands: argparse._SubParsersAction) -> None:
                             description="Evaluate a trained model on its dataset's test set and "
                                         "write a report (tables and PNG plots).")
     p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
+    p.add_argument("--preset", help="a measured recipe whose settings fill in the flags not "
+                                    "given: tutorial (the defaults) or fast")
     p.add_argument("--dataset", help="dataset to evaluate on (default: the model's own)")
     p.add_argument("--data-dir", metavar="DIR", help="data folder (as for train)")
     p.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/report)")
@@ -135,7 +145,9 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
     if args.resume is None:
-        return TrainConfig(**given)
+        from tfcnn.presets import config_from_preset
+
+        return config_from_preset(given.pop("preset", None), given)
     from tfcnn.train.rundir import RunDir, read_config
 
     refused = sorted(set(given) - set(_RESUMABLE_OVERRIDES))

@@ -12,15 +12,20 @@ from typing import Any
 
 from tfcnn.errors import ConfigError
 
+SCHEDULES = ("constant", "onecycle")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
+    preset: str | None = None         # the recipe these settings started from (presets.py)
     dataset: str = "mnist"
     data_dir: str | None = None       # None: search TFCNN_DATA_DIR, caches, then download
     model: str = "tutorial"           # preset name or layer notation
     epochs: int = 5
     batch_size: int = 32              # images per training step
-    lr: float = 0.001                 # Adam's learning rate (Keras default, as the tutorial)
+    lr: float = 0.001                 # Adam's (peak) learning rate (Keras default, as the tutorial)
+    schedule: str = "constant"        # "constant", or "onecycle": warm up to lr, cosine to 0
+    warmup: float = 0.2               # onecycle: fraction of all steps spent warming up
     seed: int | None = None           # None: a random seed is drawn and recorded in config.json
     shuffle_buffer: int | None = None  # images; None: a quarter of the training set (tutorial)
     eval_batch_size: int = 1000       # images per test step: any size gives the same metrics
@@ -49,6 +54,11 @@ class TrainConfig:
                                            or not 0 <= self.val_split < 1):
             raise ConfigError(f"val_split: expected a fraction from 0 to below 1, "
                               f"got {self.val_split!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule: expected one of {', '.join(SCHEDULES)}, "
+                              f"got {self.schedule!r}")
+        if not isinstance(self.warmup, int | float) or not 0 <= self.warmup < 1:
+            raise ConfigError(f"warmup: expected a fraction from 0 to below 1, got {self.warmup!r}")
         if not isinstance(self.lr, int | float) or not self.lr > 0:
             raise ConfigError(f"lr: expected a positive number, got {self.lr!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):

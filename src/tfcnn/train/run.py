@@ -7,6 +7,7 @@ seed, the result is bit-for-bit the one an uninterrupted run gives on the CPU.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +72,23 @@ def check_model_fits(notation_str: str, dataset: LoadedDataset) -> None:
     notation.check_output_shape(notation_str, image_shape_of(dataset.x_train))
 
 
+def learning_rate(config: TrainConfig, steps_per_epoch: int) -> float | Any:
+    """Adam's learning rate: a constant, or a one-cycle schedule over the whole run.
+
+    One-cycle here: linear warm-up from lr/25 to lr over `warmup` of the steps, then cosine
+    decay to 0 (the shape of PyTorch's OneCycleLR with its default div_factor of 25).
+    The schedule reads the optimizer's step count, which checkpoints keep, so a resumed
+    run continues on the same curve (if --epochs is not changed).
+    """
+    if config.schedule == "constant":
+        return config.lr
+    total = config.epochs * steps_per_epoch
+    warmup = int(config.warmup * total)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.lr / 25, decay_steps=max(1, total - warmup),
+        warmup_target=config.lr, warmup_steps=warmup)
+
+
 def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool = False,
               on_start: Callable[[RunInfo], None] | None = None,
               dataset: LoadedDataset | None = None) -> RunResult:
@@ -94,7 +112,8 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
     model = build_model(notation_str, image_shape, dataset.class_names, config.seed,
                         preprocessing="mnist" if dataset.name == "mnist" else "scale",
                         dataset=dataset.name)
-    optimizer = keras.optimizers.Adam(learning_rate=config.lr)
+    steps_per_epoch = math.ceil(len(dataset.y_train[:config.limit_train]) / config.batch_size)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch))
     steps = make_steps(model, optimizer, image_shape)
     state = make_training_state(run.checkpoints, model, optimizer, steps.train_metrics)
     resumed_from = None
