@@ -1,0 +1,240 @@
+"""Exporting a trained model for deployment: a `.keras` file, a SavedModel or a TFLite file.
+
+This module owns the exported artefacts' contract, the same for every format:
+
+- input: float32 images `[N, H, W, C]` scaled to 0-1 (what the training pipeline feeds the
+  model: pixel / 255; digit images already MNIST-style prepared, see `tfcnn.preprocess`);
+- output: softmax probabilities `[N, classes]` (the trained model returns logits; the export
+  adds the softmax);
+- names: the signature `serving_default` with input `images` and output `probabilities`
+  (SavedModel and TFLite); the `.keras` model's input layer is `images`, its last `probabilities`;
+- class names (output index i is line i + 1): SavedModel: `assets.extra/labels.txt` and a
+  second signature `class_names`; keras and tflite: a sidecar `<out>.labels.txt`.
+
+The `.keras` export is a plain functional model (the trained layers, then a softmax), so
+`keras.saving.load_model` reads it without importing tfcnn; it is for deployment, not for
+feeding back into tfcnn commands, which read a run's `model.keras`.
+
+Writes are atomic: files go through `tfcnn.fsutil.atomic_path`, a SavedModel is written to
+a temporary folder beside `out` and renamed into place. An existing file at `out` is replaced,
+an existing SavedModel folder too; any other existing folder is refused, never deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfcnn.errors import ConfigError, RunDirError
+from tfcnn.fsutil import atomic_path
+
+FORMATS = ("keras", "saved_model", "tflite")
+QUANTIZE = ("none", "dynamic", "float16")
+INPUT_NAME, OUTPUT_NAME, SIGNATURE = "images", "probabilities", "serving_default"
+LABELS_SIDECAR = ".labels.txt"  # appended to the file name: model.tflite.labels.txt
+
+
+def labels_path(out: Path, fmt: str) -> Path:
+    """Where the class names of an export at `out` are written."""
+    out = Path(out)
+    if fmt == "saved_model":
+        return out / "assets.extra" / "labels.txt"
+    return out.with_name(out.name + LABELS_SIDECAR)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _check_options(fmt: str, quantize: str, out: Path) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize {quantize}: expected one of {', '.join(QUANTIZE)}")
+    if quantize != "none" and fmt != "tflite":
+        raise ConfigError(f"--quantize {quantize}: only applies to --format tflite")
+    # keras.saving.load_model refuses other names, so an export it cannot read is refused here.
+    if fmt == "keras" and out.suffix != ".keras":
+        raise ConfigError(f"--out {out}: a keras export must be named *.keras")
+    if fmt == "saved_model":
+        if out.exists() and not (out.is_dir() and (out / "saved_model.pb").is_file()):
+            raise ConfigError(f"--out {out}: exists and is not a SavedModel folder; "
+                              "refusing to replace it")
+    elif out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; expected a file name")
+
+
+def _load_source(model_file: Path) -> Any:
+    from tfcnn.models.network import NotationModel, load_model
+
+    try:
+        model = load_model(model_file)
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RunDirError(f"{model_file}: cannot load the model ({first_line})") from e
+    if not isinstance(model, NotationModel):
+        raise RunDirError(f"{model_file}: not a model saved by tfcnn train "
+                          f"(found {type(model).__name__}); export a run's model.keras")
+    return model
+
+
+def _keras_model(model: Any) -> Any:
+    """The trained layers as a plain functional model ending in a softmax."""
+    import keras
+
+    x = inputs = keras.Input(shape=model.image_shape, dtype="float32", name=INPUT_NAME)
+    # The same layer objects (and so the same weights) the NotationModel calls in order;
+    # a functional model runs BN/Dropout in inference mode unless told otherwise.
+    for layer in model.stack:
+        x = layer(x)
+    outputs = keras.layers.Softmax(axis=-1, name=OUTPUT_NAME)(x)
+    return keras.Model(inputs, outputs, name=model.name)
+
+
+def _write_saved_model(model: Any, folder: Path) -> None:
+    """The SavedModel, with signatures `serving_default` and `class_names`, into `folder`."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SIGNATURE,
+        lambda images: {OUTPUT_NAME: tf.nn.softmax(model(images, training=False), axis=-1)},
+        input_signature=[tf.TensorSpec([None, *model.image_shape], tf.float32, name=INPUT_NAME)])
+    names = tf.constant(list(model.class_names), dtype=tf.string)
+    archive.add_endpoint("class_names", tf.function(lambda: {"class_names": names}),
+                         input_signature=[])
+    archive.write_out(str(folder), verbose=False)
+    labels = folder / "assets.extra" / "labels.txt"
+    labels.parent.mkdir(exist_ok=True)
+    labels.write_text("".join(f"{name}\n" for name in model.class_names), encoding="utf-8")
+
+
+def _tflite_bytes(model: Any, quantize: str) -> bytes:
+    """Convert through a temporary SavedModel, the converter's recommended source."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="tfcnn-export-") as tmp:
+        _write_saved_model(model, Path(tmp))
+        # Only the serving signature: `class_names` (a string constant) stays out of the file.
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, float math
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `target`; swap it in if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes 0700; give the usual mode
+    try:
+        yield tmp
+        if not target.exists():
+            os.replace(tmp, target)
+            return
+        # os.replace cannot replace a non-empty folder: move the old one aside first, and
+        # put it back if the new one cannot take its place.
+        holder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old",
+                                       dir=target.parent))
+        os.replace(target, holder / "old")
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(holder / "old", target)
+            raise
+        shutil.rmtree(holder, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export_model(model_file: Path, fmt: str, quantize: str, out: Path) -> dict[str, Any]:
+    """Write the model in `model_file` as `fmt` to `out` (see the module docstring).
+
+    Returns {"format", "quantize", "path", "bytes" (the model file, or the sum of the
+    SavedModel folder's files), "labels" (the class-names file), "files" ({path: bytes}
+    for each file or folder written)}.
+    """
+    model_file, out = Path(model_file), Path(out)
+    _check_options(fmt, quantize, out)
+    model = _load_source(model_file)
+    labels = labels_path(out, fmt)
+    labels_text = "".join(f"{name}\n" for name in model.class_names)
+    try:
+        if fmt == "saved_model":
+            with _atomic_dir(out) as tmp:
+                _write_saved_model(model, tmp)
+        else:
+            # The model is renamed into place before its labels (the inner block ends first).
+            with atomic_path(labels) as tmp_labels, \
+                    atomic_path(out, suffix=".keras" if fmt == "keras" else "") as tmp:
+                tmp_labels.write_text(labels_text, encoding="utf-8")
+                if fmt == "keras":
+                    _keras_model(model).save(tmp)
+                else:
+                    tmp.write_bytes(_tflite_bytes(model, quantize))
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot write ({e.strerror or e})") from e
+    written = [out] if fmt == "saved_model" else [out, labels]
+    return {"format": fmt, "quantize": quantize, "path": str(out), "bytes": _size(out),
+            "labels": str(labels), "files": {str(p): _size(p) for p in written}}
+
+
+def _tflite_interpreter(path: Path) -> Any:
+    try:  # LiteRT: tf.lite.Interpreter is deprecated in its favour
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    return Interpreter(model_path=str(path))
+
+
+def verify_export(path: Path, fmt: str, images: np.ndarray,
+                  batch_size: int = 1000) -> np.ndarray:
+    """Probabilities from the export at `path`, run by its format's own runtime.
+
+    `images`: float32 `[N, H, W, C]` scaled to 0-1. Keras: `keras.saving.load_model`;
+    SavedModel: `tf.saved_model.load` and its `serving_default` signature; TFLite: the
+    LiteRT interpreter (TensorFlow's deprecated one if `ai-edge-litert` is missing).
+    """
+    images = np.asarray(images, dtype=np.float32)
+    path = Path(path)
+    if fmt == "keras":
+        import keras
+
+        model = keras.saving.load_model(str(path), compile=False)
+        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(str(path)).signatures[SIGNATURE]
+        return np.concatenate([
+            serve(**{INPUT_NAME: tf.constant(images[i:i + batch_size])})[OUTPUT_NAME].numpy()
+            for i in range(0, len(images), batch_size)])
+    if fmt == "tflite":
+        runner = _tflite_interpreter(path).get_signature_runner(SIGNATURE)
+        return np.concatenate([runner(**{INPUT_NAME: images[i:i + batch_size]})[OUTPUT_NAME]
+                               for i in range(0, len(images), batch_size)])
+    raise ConfigError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")

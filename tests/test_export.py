@@ -1,0 +1,222 @@
+"""Exports: each format, loaded by its own runtime in a fresh process, agrees with the Keras model.
+
+The slow tests export the trained run through the CLI once per format (module fixture), run
+each artefact on the 10,000 MNIST test images in a subprocess that imports no tfcnn, and
+compare with `probabilities()` of the source model. The fast tests use an untrained model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from support import run_tfcnn
+from tfcnn.errors import ConfigError, RunDirError
+
+# (format, quantize, out name, minimum top-1 agreement, maximum abs difference or None)
+CASES = [
+    ("keras", "none", "model.keras", 0.999, 1e-4),
+    ("saved_model", "none", "saved_model", 0.999, 1e-4),
+    ("tflite", "none", "model.tflite", 0.999, 1e-4),
+    ("tflite", "dynamic", "dynamic.tflite", 0.99, None),
+    ("tflite", "float16", "float16.tflite", 0.99, None),
+]
+
+# Each runtime alone: the probabilities must come from the artefact, not from tfcnn's code.
+_LOADERS = {
+    "keras": ("import keras\n"
+              "model = keras.saving.load_model(path, compile=False)\n"
+              "probs = model.predict(x, batch_size=1000, verbose=0)\n"),
+    "saved_model": ("import tensorflow as tf\n"
+                    "serve = tf.saved_model.load(path).signatures['serving_default']\n"
+                    "probs = np.concatenate([serve(images=tf.constant(x[i:i + 1000]))"
+                    "['probabilities'].numpy() for i in range(0, len(x), 1000)])\n"),
+    "tflite": ("from ai_edge_litert.interpreter import Interpreter\n"
+               "run = Interpreter(model_path=path).get_signature_runner('serving_default')\n"
+               "probs = run(images=x)['probabilities']\n"
+               "assert 'tensorflow' not in sys.modules\n"),
+}
+
+
+def _fresh_probabilities(fmt: str, path: Path, x_file: Path, out_file: Path) -> np.ndarray:
+    code = ("import sys\nimport numpy as np\n"
+            f"path, x = {str(path)!r}, np.load({str(x_file)!r})\n"
+            + _LOADERS[fmt] +
+            "assert not any(m.startswith('tfcnn') for m in sys.modules)\n"
+            f"np.save({str(out_file)!r}, probs)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return np.load(out_file)
+
+
+def _disk_size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+@pytest.fixture(scope="module")
+def test_images(shared_datasets_dir, tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """The MNIST test images as the exports take them (float32, 0-1, NHWC), saved to .npy."""
+    from tfcnn.data.locate import load_dataset
+
+    data = load_dataset("mnist", shared_datasets_dir, download=False, progress=False)
+    x = (data.x_test.astype(np.float32) / 255.0)[..., np.newaxis]
+    path = tmp_path_factory.mktemp("export-data") / "x_test.npy"
+    np.save(path, x)
+    return path, x
+
+
+@pytest.fixture(scope="module")
+def reference(trained_mnist_run, test_images) -> np.ndarray:
+    from tfcnn.models.network import load_model, probabilities
+
+    model = load_model(trained_mnist_run / "model.keras")
+    return np.concatenate([np.asarray(probabilities(model, test_images[1][i:i + 1000]))
+                           for i in range(0, len(test_images[1]), 1000)])
+
+
+@pytest.fixture(scope="module")
+def exports(trained_mnist_run, tmp_path_factory) -> dict[tuple[str, str], tuple[Path, str]]:
+    """Every format exported once through the CLI: (format, quantize) → (path, stdout)."""
+    out_dir = tmp_path_factory.mktemp("exports")
+    # All at once: each process spends most of its time importing TensorFlow on one core.
+    running = {(fmt, quantize): (out_dir / name, subprocess.Popen(
+        [sys.executable, "-m", "tfcnn", "export", str(trained_mnist_run), "--format", fmt,
+         "--quantize", quantize, "--out", str(out_dir / name)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for fmt, quantize, name, *_ in CASES}
+    made = {}
+    for key, (out, process) in running.items():
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+        made[key] = (out, stdout)
+    return made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fmt", "quantize", "name", "min_agreement", "max_diff"), CASES)
+def test_export_agrees_with_the_keras_model_in_a_fresh_process(
+        fmt, quantize, name, min_agreement, max_diff, exports, reference, test_images, tmp_path):
+    path, _ = exports[fmt, quantize]
+    probs = _fresh_probabilities(fmt, path, test_images[0], tmp_path / "probs.npy")
+    assert probs.shape == reference.shape
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)  # probabilities, not logits
+    agreement = float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1)))
+    assert agreement >= min_agreement, f"{fmt}/{quantize}: top-1 agreement {agreement:.4%}"
+    if max_diff is not None:
+        assert float(np.abs(probs - reference).max()) <= max_diff
+
+
+@pytest.mark.slow
+def test_cli_reports_the_size_on_disk_and_writes_class_names(exports):
+    for (fmt, quantize), (path, stdout) in exports.items():
+        match = re.fullmatch(r"Exported (\w+) \((\w+)\) to (.+): ([\d,]+) bytes\n", stdout)
+        assert match, stdout
+        assert match.group(1, 2, 3) == (fmt, quantize, str(path))
+        assert int(match.group(4).replace(",", "")) == _disk_size(path)
+        labels = (path / "assets.extra" / "labels.txt" if fmt == "saved_model"
+                  else path.with_name(path.name + ".labels.txt"))
+        assert labels.read_text().split() == [str(d) for d in range(10)]
+    sizes = {key: _disk_size(path) for key, (path, _) in exports.items()}
+    assert sizes["tflite", "dynamic"] < sizes["tflite", "float16"] < sizes["tflite", "none"]
+
+
+@pytest.mark.slow
+def test_bad_export_options_are_one_line_with_exit_status_2(trained_mnist_run, tmp_path):
+    cases = [
+        (["export", str(trained_mnist_run), "--format", "keras", "--quantize", "dynamic",
+          "--out", str(tmp_path / "m.keras")], "--quantize dynamic: only applies to --format"),
+        (["export", str(tmp_path / "nope"), "--format", "tflite", "--out",
+          str(tmp_path / "m.tflite")], "no such run directory or model file"),
+    ]
+    for argv, expected in cases:
+        done = run_tfcnn(*argv)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("tfcnn: error: ")
+        assert expected in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- fast: an untrained model, in-process -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_model_file(tmp_path_factory) -> Path:
+    from tfcnn.models.network import build_model
+
+    path = tmp_path_factory.mktemp("small") / "model.keras"
+    build_model("8C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=1).save(path)
+    return path
+
+
+def test_export_and_verify_round_trip_in_process(small_model_file, tmp_path):
+    from tfcnn.export import export_model, verify_export
+    from tfcnn.models.network import load_model, probabilities
+
+    x = np.random.default_rng(0).random((37, 28, 28, 1), dtype=np.float32)
+    expected = np.asarray(probabilities(load_model(small_model_file), x))
+    for fmt, name in (("keras", "m.keras"), ("saved_model", "sm"), ("tflite", "m.tflite")):
+        result = export_model(small_model_file, fmt, "none", tmp_path / name)
+        assert result["bytes"] == _disk_size(tmp_path / name)
+        assert set(result["files"]) >= {result["path"]}
+        np.testing.assert_allclose(verify_export(tmp_path / name, fmt, x), expected, atol=1e-5)
+    # Exporting again replaces the earlier export (a SavedModel folder too), leaving no temp files.
+    export_model(small_model_file, "saved_model", "none", tmp_path / "sm")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "m.keras", "m.keras.labels.txt", "m.tflite", "m.tflite.labels.txt", "sm"]
+
+
+@pytest.mark.parametrize(("fmt", "quantize", "out", "expected"), [
+    ("keras", "float16", "m.keras", "only applies to --format tflite"),
+    ("saved_model", "dynamic", "sm", "only applies to --format tflite"),
+    ("keras", "none", "m.h5", "must be named *.keras"),
+    ("onnx", "none", "m.onnx", "--format onnx: expected one of"),
+    ("saved_model", "none", "folder", "not a SavedModel folder; refusing"),
+    ("tflite", "none", "folder", "is a folder"),
+    ("tflite", "none", "afile/m.tflite", "cannot write"),
+])
+def test_bad_options_and_outputs_raise_config_errors(small_model_file, tmp_path, fmt, quantize,
+                                                     out, expected):
+    from tfcnn.export import export_model
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "keep.txt").write_text("user data")
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(ConfigError, match=re.escape(expected)) as caught:
+        export_model(small_model_file, fmt, quantize, tmp_path / out)
+    assert "\n" not in str(caught.value)
+    assert (tmp_path / "folder" / "keep.txt").read_text() == "user data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder"]
+
+
+def test_a_failed_export_leaves_nothing_behind(small_model_file, tmp_path, monkeypatch):
+    import tfcnn.export as export
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter failed")
+
+    monkeypatch.setattr(export, "_tflite_bytes", broken)
+    monkeypatch.setattr(export, "_write_saved_model", broken)
+    for fmt, name in (("tflite", "m.tflite"), ("saved_model", "sm")):
+        with pytest.raises(RuntimeError):
+            export.export_model(small_model_file, fmt, "none", tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_not_saved_by_tfcnn_is_refused(small_model_file, tmp_path):
+    from tfcnn.export import export_model
+
+    export_model(small_model_file, "keras", "none", tmp_path / "plain.keras")
+    with pytest.raises(RunDirError, match="not a model saved by tfcnn train"):
+        export_model(tmp_path / "plain.keras", "tflite", "none", tmp_path / "m.tflite")
+    (tmp_path / "junk.keras").write_text("not a zip")
+    with pytest.raises(RunDirError, match="cannot load the model"):
+        export_model(tmp_path / "junk.keras", "tflite", "none", tmp_path / "m.tflite")
