@@ -1,0 +1,315 @@
+"""Evaluating a trained model on a test set: metrics, the text report and the report folder.
+
+`evaluate_model` is what `tfcnn evaluate` calls: it loads the model and the test set, runs
+the model in batches, and writes the report folder (evaluation.json, evaluation.txt and
+the PNG figures of `tfcnn.plots`). `format_evaluation` renders a report as text.
+The metric helpers (`confusion_matrix`, `per_class_metrics`, `average_metrics`,
+`most_confused`) are plain numpy, so tests check them on hand-made arrays.
+
+The test loss is defined as in training (`tfcnn.train.loop`): the mean over images of the
+sparse categorical cross-entropy computed from the logits, on inputs scaled by the same
+pipeline, so it agrees with the last epoch's `test_loss` in metrics.json.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tfcnn.data import pipeline
+from tfcnn.data.folders import load_image_folder, parse_folder_spec
+from tfcnn.data.locate import load_dataset
+from tfcnn.data.registry import get_dataset_info
+from tfcnn.data.source import load_training_data
+from tfcnn.errors import ConfigError, DatasetError, ModelSpecError, RunDirError
+from tfcnn.fsutil import atomic_write_json, atomic_write_text
+from tfcnn.models.network import load_model
+from tfcnn.plots import plot_confusion_matrix, plot_training_curves, plot_worst_images
+from tfcnn.train.rundir import RunDir, read_config, read_epoch_records
+
+BATCH_SIZE = 1000  # images per forward pass: any size gives the same numbers
+WORST_IMAGES = 25  # tiles in worst_images.png (a 5 x 5 grid)
+MOST_CONFUSED = 5  # pairs listed under "most confused"
+
+
+# --- metrics (numpy only) ----------------------------------------------------------------
+
+def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts: rows are true classes, columns predictions."""
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{y_true.size} true labels but {y_pred.size} predictions")
+    for name, y in (("true label", y_true), ("prediction", y_pred)):
+        if y.size and (y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(f"{name} out of range 0..{num_classes - 1}: "
+                             f"{int(y.min())}..{int(y.max())}")
+    flat = y_true.astype(np.int64) * num_classes + y_pred.astype(np.int64)
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
+
+
+def _ratio(num: float, den: float) -> float:
+    # A class never predicted (or absent) has no defined precision (recall); report 0.0,
+    # as scikit-learn's zero_division=0 does, so the JSON never holds NaN.
+    return float(num / den) if den else 0.0
+
+
+def per_class_metrics(cm: Any, class_names: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of every class, in class order."""
+    cm = np.asarray(cm)
+    if cm.shape != (len(class_names), len(class_names)):
+        raise ValueError(f"confusion matrix of shape {cm.shape} for {len(class_names)} classes")
+    rows = []
+    for i, name in enumerate(class_names):
+        tp = int(cm[i, i])
+        precision = _ratio(tp, int(cm[:, i].sum()))
+        recall = _ratio(tp, int(cm[i, :].sum()))
+        rows.append({"class": str(name), "precision": round(precision, 6),
+                     "recall": round(recall, 6),
+                     "f1": round(_ratio(2 * precision * recall, precision + recall), 6),
+                     "support": int(cm[i, :].sum())})
+    return rows
+
+
+def average_metrics(per_class: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Macro (plain mean over classes) and weighted (by support) precision, recall and F1."""
+    total = sum(r["support"] for r in per_class)
+    out = {}
+    for kind in ("macro", "weighted"):
+        weights = [1.0 if kind == "macro" else r["support"] for r in per_class]
+        out[kind] = {key: round(_ratio(sum(w * r[key] for w, r in zip(weights, per_class,
+                                                                       strict=True)),
+                                       len(per_class) if kind == "macro" else total), 6)
+                     for key in ("precision", "recall", "f1")}
+    return out
+
+
+def most_confused(cm: Any, class_names: list[str] | tuple[str, ...],
+                  k: int = MOST_CONFUSED) -> list[dict[str, Any]]:
+    """The k largest off-diagonal cells (ties in class order); zero counts are left out."""
+    cm = np.asarray(cm)
+    pairs = [(-int(cm[i, j]), i, j) for i in range(len(cm)) for j in range(len(cm))
+             if i != j and cm[i, j] > 0]
+    return [{"true": str(class_names[i]), "predicted": str(class_names[j]), "count": -neg}
+            for neg, i, j in sorted(pairs)[:k]]
+
+
+# --- running the model -------------------------------------------------------------------
+
+def _load(model_file: Path) -> keras.Model:
+    try:
+        model = load_model(model_file)
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        why = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise RunDirError(f"{model_file}: cannot be loaded as a tfcnn model ({why})") from None
+    if not hasattr(model, "image_shape") or not hasattr(model, "class_names"):
+        raise ModelSpecError(f"{model_file}: not a tfcnn model (it records no image shape "
+                             "or class names)")
+    return model
+
+
+def _run_dir_of(model_file: Path) -> RunDir | None:
+    run = RunDir(model_file.parent)
+    return run if model_file.name == run.model.name and run.config.is_file() else None
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The images a model is evaluated on: uint8 (N, H, W[, C]) and their labels."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+    skipped: int = 0  # unreadable files left out of an image folder
+
+
+def _check_fit(model_file: Path, model: keras.Model, name: str, classes: int,
+               image_shape: tuple[int, ...]) -> None:
+    outputs = int(model.stack[-1].units) if hasattr(model, "stack") else len(model.class_names)
+    if outputs != classes:
+        raise ModelSpecError(f"{model_file}: the model gives {outputs} class outputs, but "
+                             f"dataset {name!r} has {classes} classes")
+    if tuple(model.image_shape) != tuple(image_shape):
+        raise ModelSpecError(f"{model_file}: the model takes images of shape "
+                             f"{tuple(model.image_shape)}, but dataset {name!r} has "
+                             f"{tuple(image_shape)}")
+
+
+def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str | None,
+                  run: RunDir | None) -> EvalSet:
+    """The test images for `name`, checked against the model before any slow loading.
+
+    A registered dataset gives its test split (its folder from `data_dir`, else the run's
+    config.json). An image folder that is the run's own dataset gives the very held-out
+    split training tested on; any other folder is evaluated whole, read at the model's size.
+    """
+    root = parse_folder_spec(name)
+    if root is None:
+        info = get_dataset_info(name)
+        # Known from the registry alone: refuse a mismatch before reading 50 MB of images.
+        _check_fit(model_file, model, info.name, info.num_classes, (*info.image_shape, 1))
+        if data_dir is None and run is not None:
+            data_dir = read_config(run).data_dir
+        data = load_dataset(info, data_dir)
+        return EvalSet(info.name, data.x_test, data.y_test, data.class_names, data.source)
+    config = read_config(run) if run is not None else None
+    if config is not None and config.dataset == name:
+        data, skipped = load_training_data(config)
+        images, labels = data.x_test, data.y_test
+        if not len(labels):
+            raise DatasetError(f"{root}: run {run.path} held out no images (trained with "
+                               "--val-split 0); pass --dataset folder:PATH with test images")
+    else:
+        h, w, channels = model.image_shape
+        folder = load_image_folder(root, image_size=(h, w), grayscale=channels == 1,
+                                   val_split=0)
+        data, skipped = folder.dataset, folder.skipped
+        images, labels = data.x_train, data.y_train  # val_split 0: every image is here
+    # A folder's labels are its sorted sub-folder names: another set of names (or order)
+    # would pair the model's outputs with the wrong classes.
+    if model.class_names and tuple(model.class_names) != data.class_names:
+        raise ModelSpecError(f"{model_file}: the model's classes {list(model.class_names)} "
+                             f"differ from {root}'s sub-folders {list(data.class_names)}")
+    shape = (*images.shape[1:3], images.shape[3] if images.ndim == 4 else 1)
+    _check_fit(model_file, model, name, len(data.class_names), shape)
+    return EvalSet(data.name, images, labels, data.class_names, data.source, len(skipped))
+
+
+def _predict(model: keras.Model, images: np.ndarray, labels: np.ndarray,
+             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(logits as float32 (N, classes), per-image losses as float32 (N,)), in file order."""
+    per_image_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    logits, losses = [], []
+    # The training pipeline's own test batches: identical scaling and channel axis.
+    for x, y in pipeline.eval_batches(pipeline.array_dataset(images, labels), batch_size):
+        out = model(x, training=False)
+        logits.append(keras.ops.convert_to_numpy(out))
+        losses.append(keras.ops.convert_to_numpy(per_image_loss(y, out)))
+    return np.concatenate(logits), np.concatenate(losses)
+
+
+def _write_plots(out: Path, test: EvalSet, cm: np.ndarray, probs: np.ndarray,
+                 worst: np.ndarray, run: RunDir | None) -> dict[str, str]:
+    names = list(test.class_names)
+    files = {"confusion_matrix": str(plot_confusion_matrix(
+        cm, names, out / "confusion_matrix.png", title=f"Confusion matrix, {test.name}"))}
+    pred = probs.argmax(axis=1)
+    files["worst_images"] = str(plot_worst_images(
+        test.images[worst], test.labels[worst], pred[worst], probs[worst, pred[worst]], names,
+        out / "worst_images.png", title=f"Highest-loss test images, {test.name}"))
+    epochs = read_epoch_records(run) if run is not None else []
+    if epochs:
+        try:
+            files["training_curves"] = str(plot_training_curves(
+                epochs, out / "training_curves.png", title=f"Training curves, {run.path.name}"))
+        except ValueError as exc:
+            raise RunDirError(f"{run.metrics_json}: {exc}") from None
+    return files
+
+
+def evaluate_model(model_file: Path, *, dataset: str | None = None,
+                   data_dir: str | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+    """Evaluate `model_file` on a test set, write the report folder, return the report."""
+    model_file = Path(model_file)
+    model = _load(model_file)
+    run = _run_dir_of(model_file)
+    name = dataset or getattr(model, "dataset", "")
+    if not name:
+        raise ConfigError(f"{model_file}: the model records no dataset; pass --dataset")
+    test = load_test_set(model_file, model, name, data_dir, run)
+    if not len(test.labels):
+        raise DatasetError(f"{test.source}: no test images to evaluate on")
+    names = list(test.class_names)
+    logits, losses = _predict(model, test.images, test.labels, BATCH_SIZE)
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+    pred = logits.argmax(axis=1)
+    labels = test.labels.astype(np.int64)
+    cm = confusion_matrix(labels, pred, len(names))
+    per_class = per_class_metrics(cm, names)
+    report: dict[str, Any] = {
+        "model_file": str(model_file),
+        "dataset": test.name,
+        "data_source": test.source,
+        "num_images": int(len(labels)),
+        "skipped_files": test.skipped,
+        "test_accuracy": round(float(np.trace(cm) / cm.sum()), 6),
+        # float64 mean of float32 per-image losses: training's Mean metric, minus its drift.
+        "test_loss": round(float(losses.astype(np.float64).mean()), 6),
+        "per_class": per_class,
+        "averages": average_metrics(per_class),
+        "confusion_matrix": cm.tolist(),
+        "most_confused": most_confused(cm, names),
+    }
+    # Highest loss first; a stable sort keeps file order among equal losses.
+    worst = np.argsort(-losses, kind="stable")[:WORST_IMAGES]
+    report["worst_images"] = [{"index": int(i), "true": names[labels[i]],
+                               "predicted": names[pred[i]],
+                               "confidence": round(float(probs[i, pred[i]]), 6),
+                               "loss": round(float(losses[i]), 6)} for i in worst]
+    out = Path(out_dir) if out_dir is not None else model_file.parent / "report"
+    files = _write_plots(out, test, cm, probs, worst, run)
+    files["json"] = str(out / "evaluation.json")
+    files["text"] = str(out / "evaluation.txt")
+    report["files"] = files
+    atomic_write_json(out / "evaluation.json", report)
+    atomic_write_text(out / "evaluation.txt", format_evaluation(report) + "\n")
+    return report
+
+
+# --- the text report ---------------------------------------------------------------------
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned first column, right-aligned numbers, two spaces between columns."""
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    return ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w)
+                      for c, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+            for row in [header, *rows]]
+
+
+def _confusion_text(cm: list[list[int]], names: list[str]) -> list[str]:
+    # Long names (Fashion-MNIST's "T-shirt/top") would make ten columns unreadably wide:
+    # columns then carry the class index, and the rows say which index is which name.
+    short = max(len(n) for n in names) <= 5
+    cols = names if short else [str(i) for i in range(len(names))]
+    rows = [[name if short else f"{i} {name}", *map(str, row)]
+            for i, (name, row) in enumerate(zip(names, cm, strict=True))]
+    return _table(["true \\ predicted", *cols], rows)
+
+
+def format_evaluation(report: dict[str, Any]) -> str:
+    """The report as text: summary, per-class table, confusion matrix, confusions, files."""
+    n, acc = report["num_images"], report["test_accuracy"]
+    cm = report["confusion_matrix"]
+    correct = sum(cm[i][i] for i in range(len(cm)))
+    lines = [f"Model: {report['model_file']}",
+             f"Data: {report['dataset']} test set from {report.get('data_source', '?')} "
+             f"({n:,} images)",
+             f"Test accuracy {100 * acc:.2f}% ({correct:,} of {n:,} correct), "
+             f"test loss {report['test_loss']:.4f}"]
+    if report.get("skipped_files"):
+        lines.append(f"Skipped {report['skipped_files']} unreadable file(s) in the folder")
+    lines += ["", "Per class:"]
+    rows = [[r["class"], f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}",
+             str(r["support"])] for r in report["per_class"]]
+    for kind, avg in report.get("averages", {}).items():
+        rows.append([f"{kind} avg", f"{avg['precision']:.4f}", f"{avg['recall']:.4f}",
+                     f"{avg['f1']:.4f}", str(n)])
+    lines += _table(["class", "precision", "recall", "f1", "support"], rows)
+    names = [r["class"] for r in report["per_class"]]
+    lines += ["", "Confusion matrix (rows: true class, columns: predicted class):"]
+    lines += _confusion_text(cm, names)
+    lines += ["", "Most confused (true -> predicted):"]
+    lines += [f"  {c['true']} -> {c['predicted']}: {c['count']} images"
+              for c in report["most_confused"]] or ["  none: every image is classified right"]
+    if report.get("files"):
+        lines += ["", "Files written:"]
+        width = max(len(k) for k in report["files"])
+        lines += [f"  {k.ljust(width)}  {v}" for k, v in report["files"].items()]
+    return "\n".join(lines)

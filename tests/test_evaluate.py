@@ -1,0 +1,277 @@
+"""tfcnn.evaluate: metric helpers on hand-made arrays, the text report, input checks, and
+`tfcnn evaluate` on a trained MNIST run (slow) agreeing with what training measured."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from support import SHAPES, make_shapes, run_tfcnn, tiny_digits
+from tfcnn import evaluate as ev
+from tfcnn.cli import main
+from tfcnn.errors import ConfigError, ModelSpecError, RunDirError
+
+MNIST_TEST_SUPPORT = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+# --- metric helpers ----------------------------------------------------------------------
+
+def test_confusion_matrix_counts_rows_true_columns_predicted():
+    cm = ev.confusion_matrix([0, 0, 1, 1, 2, 2, 2], [0, 1, 1, 1, 2, 0, 2], 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
+    assert ev.confusion_matrix(np.array([], int), np.array([], int), 2).tolist() == [[0, 0],
+                                                                                     [0, 0]]
+
+
+@pytest.mark.parametrize(("y_true", "y_pred", "message"), [
+    ([0, 1], [0], "2 true labels but 1 predictions"),
+    ([0, 3], [0, 1], "true label out of range 0..2"),
+    ([0, 1], [-1, 1], "prediction out of range"),
+])
+def test_confusion_matrix_refuses_bad_labels(y_true, y_pred, message):
+    with pytest.raises(ValueError, match=message):
+        ev.confusion_matrix(y_true, y_pred, 3)
+
+
+def test_per_class_precision_recall_f1_support():
+    cm = [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
+    rows = ev.per_class_metrics(cm, ["a", "b", "c"])
+    assert [r["class"] for r in rows] == ["a", "b", "c"]
+    assert [r["support"] for r in rows] == [2, 2, 3]
+    expected = [(1 / 2, 1 / 2, 1 / 2), (2 / 3, 1.0, 0.8), (1.0, 2 / 3, 0.8)]
+    for row, (p, r, f1) in zip(rows, expected, strict=True):
+        assert row["precision"] == pytest.approx(p, abs=1e-6)
+        assert row["recall"] == pytest.approx(r, abs=1e-6)
+        assert row["f1"] == pytest.approx(f1, abs=1e-6)
+
+
+def test_zero_division_gives_zero_not_nan():
+    # Class b is never predicted (and always missed); class c has no images at all.
+    cm = [[2, 0, 0], [1, 0, 0], [0, 0, 0]]
+    rows = ev.per_class_metrics(cm, ["a", "b", "c"])
+    assert rows[0]["precision"] == pytest.approx(2 / 3, abs=1e-6) and rows[0]["recall"] == 1.0
+    for row in rows[1:]:
+        assert (row["precision"], row["recall"], row["f1"]) == (0.0, 0.0, 0.0)
+    assert rows[2]["support"] == 0
+    averages = ev.average_metrics(rows)
+    json.dumps({"rows": rows, "averages": averages}, allow_nan=False)  # raises on NaN
+    assert averages["macro"]["recall"] == pytest.approx(1 / 3, abs=1e-6)
+    assert averages["weighted"]["recall"] == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_per_class_metrics_checks_the_class_count():
+    with pytest.raises(ValueError, match="for 2 classes"):
+        ev.per_class_metrics(np.zeros((3, 3), int), ["a", "b"])
+
+
+def test_most_confused_orders_by_count_then_class_and_skips_zeros():
+    cm = [[9, 3, 0, 1], [0, 9, 5, 0], [3, 0, 9, 0], [0, 0, 0, 9]]
+    names = ["w", "x", "y", "z"]
+    assert ev.most_confused(cm, names, k=3) == [
+        {"true": "x", "predicted": "y", "count": 5},
+        {"true": "w", "predicted": "x", "count": 3},
+        {"true": "y", "predicted": "w", "count": 3},
+    ]
+    assert len(ev.most_confused(cm, names, k=10)) == 4
+    assert ev.most_confused(np.diag([4, 4]), ["a", "b"]) == []
+
+
+# --- the text report ---------------------------------------------------------------------
+
+def _report(names, cm):
+    per_class = ev.per_class_metrics(cm, names)
+    return {"model_file": "m.keras", "dataset": "fashion_mnist", "data_source": "/data",
+            "num_images": int(np.sum(cm)), "test_accuracy": np.trace(cm) / np.sum(cm),
+            "test_loss": 0.25, "per_class": per_class, "averages": ev.average_metrics(per_class),
+            "confusion_matrix": np.asarray(cm).tolist(),
+            "most_confused": ev.most_confused(cm, names),
+            "files": {"confusion_matrix": "report/confusion_matrix.png"}}
+
+
+def test_format_evaluation_has_every_section_aligned():
+    names = ["T-shirt/top", "Trouser", "Ankle boot"]
+    text = ev.format_evaluation(_report(names, [[90, 0, 10], [2, 98, 0], [0, 0, 100]]))
+    assert "Test accuracy 96.00% (288 of 300 correct), test loss 0.2500" in text
+    lines = text.splitlines()
+    table = lines[lines.index("Per class:") + 1:]
+    assert table[0].split() == ["class", "precision", "recall", "f1", "support"]
+    # Numbers are right-aligned under their headers: every row ends at the same column.
+    assert len({len(line) for line in table[:6]}) == 1
+    assert table[1].startswith("T-shirt/top") and table[1].split()[1:] == [
+        "0.9783", "0.9000", "0.9375", "100"]
+    # Long class names: the matrix's columns carry indexes, its rows index and name.
+    start = next(i for i, line in enumerate(lines) if line.startswith("Confusion matrix"))
+    assert lines[start + 1].split()[-3:] == ["0", "1", "2"]
+    assert lines[start + 2].split() == ["0", "T-shirt/top", "90", "0", "10"]
+    assert "  T-shirt/top -> Ankle boot: 10 images" in text
+    assert "report/confusion_matrix.png" in text
+
+
+def test_format_evaluation_of_a_perfect_model():
+    text = ev.format_evaluation(_report(["0", "1"], [[5, 0], [0, 5]]))
+    assert "none: every image is classified right" in text
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Confusion matrix"))
+    assert [line.split() for line in lines[start + 1:start + 4]] == [
+        ["true", "\\", "predicted", "0", "1"], ["0", "5", "0"], ["1", "0", "5"]]
+
+
+# --- evaluate_model on tiny models (no real data needed) --------------------------------
+
+def _save_model(tmp_path, notation="4C3-P2-D10", classes=10, shape=(28, 28, 1),
+                dataset="mnist", name="m.keras", names=None):
+    from tfcnn.models.network import build_model
+
+    names = tuple(names or (str(i) for i in range(classes)))
+    model = build_model(notation, shape, names, seed=0, dataset=dataset)
+    path = tmp_path / name
+    model.save(path)
+    return path
+
+
+def test_wrong_class_count_is_refused_before_loading_data(tmp_path, capsys):
+    path = _save_model(tmp_path, "4C3-P2-D5", classes=5)
+    with pytest.raises(ModelSpecError, match="gives 5 class outputs, but dataset 'mnist' has 10"):
+        ev.evaluate_model(path, data_dir=str(tmp_path / "nowhere"))
+    assert main(["evaluate", str(path), "--dataset", "fashion_mnist"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dataset 'fashion_mnist' has 10 classes" in err
+
+
+def test_wrong_image_shape_is_refused(tmp_path):
+    path = _save_model(tmp_path, shape=(32, 32, 1))
+    with pytest.raises(ModelSpecError, match=r"images of shape \(32, 32, 1\)"):
+        ev.evaluate_model(path)
+
+
+def test_a_model_without_dataset_needs_dataset_flag(tmp_path, capsys):
+    path = _save_model(tmp_path, dataset="")
+    with pytest.raises(ConfigError, match="records no dataset; pass --dataset"):
+        ev.evaluate_model(path)
+    assert main(["evaluate", str(path), "--dataset", "cifar"]) == 2
+    assert "dataset 'cifar' is unknown" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_model_is_one_error(tmp_path, capsys):
+    bad = tmp_path / "bad.keras"
+    bad.write_text("not a zip")
+    with pytest.raises(RunDirError, match="bad.keras: cannot be loaded"):
+        ev.evaluate_model(bad)
+    assert main(["evaluate", str(tmp_path / "missing.keras")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such run directory or model file" in err
+
+
+def test_evaluate_a_bare_model_file_on_small_data(tmp_path, monkeypatch):
+    data = tiny_digits(n_test=64)
+    monkeypatch.setattr(ev, "load_dataset", lambda info, data_dir: data)
+    path = _save_model(tmp_path)
+    report = ev.evaluate_model(path)
+    assert report["num_images"] == 64 and report["dataset"] == "mnist"
+    cm = np.array(report["confusion_matrix"])
+    assert cm.sum() == 64 and cm.sum(axis=1).tolist() == np.bincount(data.y_test, minlength=10
+                                                                      ).tolist()
+    assert report["test_accuracy"] == pytest.approx(np.trace(cm) / 64)
+    assert 0 < report["test_loss"] < 10
+    # No run directory: no training curves; the report folder sits beside the model.
+    assert set(report["files"]) == {"confusion_matrix", "worst_images", "json", "text"}
+    for file in report["files"].values():
+        assert Path(file).parent == tmp_path / "report" and Path(file).is_file()
+    saved = json.loads((tmp_path / "report" / "evaluation.json").read_text())
+    assert saved["confusion_matrix"] == report["confusion_matrix"]
+    worst = [w["loss"] for w in report["worst_images"]]
+    assert len(worst) == 25 and worst == sorted(worst, reverse=True)
+
+
+# --- image-folder datasets -----------------------------------------------------------------
+
+def test_a_folder_is_evaluated_whole_at_the_models_size(tmp_path):
+    root = make_shapes(tmp_path / "shapes", per_class=4)
+    path = _save_model(tmp_path, "4C3-P2-D3", classes=3, shape=(20, 24, 3),
+                       dataset=f"folder:{root}", names=SHAPES)
+    report = ev.evaluate_model(path, out_dir=tmp_path / "r")
+    assert report["num_images"] == 12 and report["dataset"] == f"folder:{root}"
+    assert [r["class"] for r in report["per_class"]] == list(SHAPES)
+    assert [r["support"] for r in report["per_class"]] == [4, 4, 4]
+    assert (tmp_path / "r" / "worst_images.png").is_file()
+
+
+def test_a_folder_with_other_class_names_is_refused(tmp_path):
+    root = make_shapes(tmp_path / "shapes", per_class=2)
+    path = _save_model(tmp_path, "4C3-P2-D3", classes=3, dataset=f"folder:{root}")
+    with pytest.raises(ModelSpecError, match="differ from .*sub-folders"):
+        ev.evaluate_model(path)
+
+
+@pytest.mark.slow
+def test_a_folder_run_is_evaluated_on_its_held_out_split(tmp_path):
+    from tfcnn.config import TrainConfig
+    from tfcnn.train.loop import Hooks
+    from tfcnn.train.run import train_run
+
+    root = make_shapes(tmp_path / "shapes", per_class=10)
+    config = TrainConfig(dataset=f"folder:{root}", model="4C3-P2-D3", epochs=2, seed=3,
+                         batch_size=4, grayscale=False, val_split=0.2)
+    train_run(config, tmp_path / "run", Hooks())
+    last = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"][-1]
+    report = ev.evaluate_model(tmp_path / "run" / "model.keras")
+    assert report["num_images"] == 6  # 2 of each class's 10 held out
+    assert abs(report["test_accuracy"] - last["test_accuracy"]) <= 1e-4
+    assert abs(report["test_loss"] - last["test_loss"]) <= 1e-4
+    assert "training_curves" in report["files"]
+
+
+# --- a real trained run ------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_evaluate_agrees_with_training_on_the_trained_run(trained_mnist_run, tmp_path):
+    metrics = json.loads((trained_mnist_run / "metrics.json").read_text())
+    last = metrics["epochs"][-1]
+    # No data_dir: it comes from the run's config.json.
+    report = ev.evaluate_model(trained_mnist_run / "model.keras", out_dir=tmp_path / "r")
+    assert abs(report["test_accuracy"] - metrics["test_accuracy"]) <= 1e-4
+    assert abs(report["test_loss"] - last["test_loss"]) <= 1e-4
+    cm = np.array(report["confusion_matrix"])
+    assert cm.sum() == 10000 and cm.sum(axis=1).tolist() == MNIST_TEST_SUPPORT
+    assert [r["support"] for r in report["per_class"]] == MNIST_TEST_SUPPORT
+    assert len(report["most_confused"]) == 5
+    assert set(report["files"]) == {"confusion_matrix", "worst_images", "training_curves",
+                                    "json", "text"}
+    for name in ("confusion_matrix.png", "worst_images.png", "training_curves.png",
+                 "evaluation.json", "evaluation.txt"):
+        assert (tmp_path / "r" / name).stat().st_size > 1000
+    assert not (trained_mnist_run / "report").exists()
+
+
+@pytest.mark.slow
+def test_cli_json_and_text(trained_mnist_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_mnist_run, run)
+    done = run_tfcnn("evaluate", str(run), "--json")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert list(printed) == ["test_accuracy", "test_loss", "per_class", "confusion_matrix"]
+    assert abs(printed["test_accuracy"] - json.loads(
+        (run / "metrics.json").read_text())["test_accuracy"]) <= 1e-4
+    assert (run / "report" / "training_curves.png").is_file()
+    done = run_tfcnn("evaluate", str(run / "model.keras"), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "Test accuracy" in done.stdout and "Most confused" in done.stdout
+    assert str(tmp_path / "out" / "confusion_matrix.png") in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("make", "extra", "expected"), [
+    (lambda p: p / "nonexistent", [], "no such run directory or model file"),
+    (lambda p: _save_model(p, "4C3-P2-D5", classes=5), ["--dataset", "mnist"],
+     "gives 5 class outputs"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, make, extra, expected):
+    done = run_tfcnn("evaluate", str(make(tmp_path)), *extra)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("tfcnn: error: ")
+    assert expected in done.stderr and "Traceback" not in done.stderr
