@@ -33,8 +33,8 @@ def baseline(shared_datasets_dir, tmp_path_factory) -> Path:
     return out
 
 
-def start_training(data_dir: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tfcnn", *train_args(data_dir, out)],
+def start_training(data_dir: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tfcnn", *train_args(data_dir, out), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -66,7 +66,7 @@ def test_output_lists_the_tutorials_figures_each_epoch(baseline, shared_datasets
     lines = done.stdout.splitlines()
     epoch_lines = [ln for ln in lines if ln.startswith("Epoch 1/1:")]
     assert len(epoch_lines) == 1
-    for figure in ("loss", "accuracy", "test loss", "test accuracy", "%", " s)"):
+    for figure in ("loss", "accuracy", "test loss", "test accuracy", "%", " s, ", "images/s)"):
         assert figure in epoch_lines[0]
     assert lines[-1] == f"Run directory: {tmp_path / 'out'}"
     assert any(ln.startswith("Done:") and "total" in ln for ln in lines)
@@ -94,9 +94,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(baseline, shared_datas
 def test_sigint_saves_a_checkpoint_exits_130_and_resumes_exactly(baseline, shared_datasets_dir,
                                                                  tmp_path):
     out = tmp_path / "interrupted"
-    proc = start_training(shared_datasets_dir, out)
+    # Small calls, so that the stop lands inside epoch 2 (the check comes between calls).
+    proc = start_training(shared_datasets_dir, out, "--steps-per-call", "5")
     wait_for_first_checkpoint(proc, out)
-    time.sleep(0.3)
+    time.sleep(0.15)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]

@@ -96,7 +96,8 @@ def _add_use_parsers(commands: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
     p.add_argument("--preset", help="a measured recipe whose settings fill in the flags not "
                                     "given: tutorial (the defaults) or fast")
-    p.add_argument("--dataset", help="dataset to evaluate on (default: the model's own)")
+    p.add_argument("--dataset", help="mnist, fashion_mnist or folder:PATH to evaluate on "
+                                     "(default: the model's own)")
     p.add_argument("--data-dir", metavar="DIR", help="data folder (as for train)")
     p.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/report)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -247,6 +248,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tfcnn.train.rundir import resolve_model_file
 
     model_file = resolve_model_file(args.source)
+    if args.dataset is not None:  # a typo should not wait for TensorFlow to load
+        from tfcnn.data.source import check_dataset_setting
+
+        check_dataset_setting(TrainConfig(dataset=args.dataset))
     import_tensorflow()
     from tfcnn.evaluate import evaluate_model, format_evaluation
 
@@ -291,6 +296,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_model(model_file, args.format, args.quantize, Path(args.out))
     print(f"Exported {result['format']} ({result['quantize']}) to {result['path']}: "
           f"{result['bytes']:,} bytes")
+    print(f"Class names: {result['labels']}")
     return 0
 
 
