@@ -1,6 +1,6 @@
 """`tfcnn predict` (tfcnn.predict): inputs, batching, error entries, output formats, accuracy.
 
-The accuracy tests read digits drawn by test_preprocess.digit_set with the trained tutorial
+The accuracy tests read digits drawn by support.digit_set with the trained tutorial
 network: MNIST-style preprocessing must read them, a naive resize must not.
 """
 
@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import run_tfcnn
-from test_preprocess import digit_set, draw_digit
+from support import digit_set, draw_digit, run_tfcnn
 from tfcnn import predict
 from tfcnn.errors import ConfigError
 from tfcnn.predict import expand_inputs, format_csv, format_table, predict_files

@@ -8,102 +8,15 @@ pen strokes. test_predict.py uses them to measure the trained model on such imag
 from __future__ import annotations
 
 import io
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw
 
+from support import digit_set, draw_digit
 from tfcnn.errors import TfcnnError
 from tfcnn.preprocess import ImageError, load_image, mnist_style, prepare, resize_only
-
-# Pen strokes of each digit in a unit box (x right, y down): polylines, and ellipses as
-# (left, top, right, bottom). Shapes as people write them, not as fonts print them.
-STROKES: dict[int, tuple[list[list[tuple[float, float]]], list[tuple[float, ...]]]] = {
-    0: ([], [(0.1, 0.0, 0.9, 1.0)]),
-    1: ([[(0.3, 0.2), (0.55, 0.0), (0.55, 1.0)]], []),
-    2: ([[(0.1, 0.25), (0.3, 0.04), (0.6, 0.0), (0.85, 0.18), (0.8, 0.45), (0.1, 1.0),
-          (0.95, 1.0)]], []),
-    3: ([[(0.12, 0.1), (0.5, 0.0), (0.85, 0.15), (0.8, 0.38), (0.42, 0.5)],
-         [(0.42, 0.5), (0.88, 0.62), (0.88, 0.88), (0.5, 1.0), (0.1, 0.9)]], []),
-    4: ([[(0.65, 1.0), (0.65, 0.0), (0.05, 0.68), (0.95, 0.68)]], []),
-    5: ([[(0.85, 0.0), (0.2, 0.0), (0.15, 0.45), (0.55, 0.38), (0.88, 0.55), (0.88, 0.85),
-          (0.5, 1.0), (0.1, 0.9)]], []),
-    6: ([[(0.75, 0.0), (0.35, 0.22), (0.14, 0.7)]], [(0.12, 0.42, 0.88, 1.0)]),
-    7: ([[(0.05, 0.0), (0.95, 0.0), (0.4, 1.0)]], []),
-    8: ([], [(0.2, 0.0, 0.8, 0.48), (0.1, 0.46, 0.9, 1.0)]),
-    9: ([[(0.86, 0.25), (0.78, 1.0)]], [(0.14, 0.0, 0.86, 0.5)]),
-}
-
-
-def digit_mask(digit: int, size: int, printed: bool, pen: float = 0.1) -> Image.Image:
-    """A size×size "L" mask of one digit, ink 255, its glyph about 70% of `size` tall."""
-    mask = Image.new("L", (size, size), 0)
-    draw = ImageDraw.Draw(mask)
-    if printed:
-        font = ImageFont.load_default(size=int(size * 0.7))
-        if not isinstance(font, ImageFont.FreeTypeFont):
-            pytest.skip("Pillow has no FreeType: no scalable default font")
-        draw.text((size / 2, size / 2), str(digit), fill=255, font=font, anchor="mm")
-        # Thicken the thin font towards a pen's stroke (a dilation: Pillow's stroke_width
-        # leaves artefacts inside 6 and 9).
-        grow = 2 * int(size * pen / 6) + 1
-        return mask.filter(ImageFilter.MaxFilter(grow)) if grow > 1 else mask
-    width = max(1, int(size * pen))
-    box_w, box_h = size * 0.4, size * 0.7
-    x0, y0 = (size - box_w) / 2, (size - box_h) / 2
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        return x0 + x * box_w, y0 + y * box_h
-
-    lines, ellipses = STROKES[digit]
-    for line in lines:
-        draw.line([at(*p) for p in line], fill=255, width=width, joint="curve")
-        for p in (line[0], line[-1]):  # round pen ends
-            cx, cy = at(*p)
-            draw.ellipse((cx - width / 2, cy - width / 2, cx + width / 2, cy + width / 2),
-                         fill=255)
-    for left, top, right, bottom in ellipses:
-        draw.ellipse((*at(left, top), *at(right, bottom)), outline=255, width=width)
-    return mask
-
-
-def draw_digit(digit: int, *, canvas: tuple[int, int] = (200, 160), size: int = 120,
-               centre: tuple[float, float] = (0.5, 0.5), angle: float = 0.0,
-               printed: bool = True, pen: float = 0.1, ink: tuple[int, ...] = (25, 25, 30),
-               paper: tuple[int, ...] = (240, 238, 230), mode: str = "RGB") -> Image.Image:
-    """A digit of `size` px on a `canvas` (w, h) page, centred at `centre` (fractions)."""
-    mask = digit_mask(digit, size, printed, pen).rotate(angle, Image.Resampling.BICUBIC)
-    page = Image.new(mode, canvas, paper if mode != "L" else paper[0])
-    solid = Image.new(mode, (size, size), ink if mode != "L" else ink[0])
-    page.paste(solid, (int(centre[0] * canvas[0] - size / 2),
-                       int(centre[1] * canvas[1] - size / 2)), mask)
-    return page
-
-
-def digit_set(count: int = 50, seed: int = 0) -> list[tuple[int, Image.Image]]:
-    """`count` varied digits, 0-9 in turn: printed and drawn, positions, sizes, rotations,
-    page and ink colours, a little blur and noise as a photo or scan would have."""
-    rng = random.Random(seed)
-    made = []
-    for i in range(count):
-        digit = i % 10
-        canvas = (rng.randint(120, 400), rng.randint(120, 400))
-        size = int(min(canvas) * rng.uniform(0.5, 0.9))
-        centre = (rng.uniform(0.35, 0.65), rng.uniform(0.35, 0.65))
-        paper_level = rng.randint(170, 255)
-        ink_level = rng.randint(0, 80)
-        image = draw_digit(digit, canvas=canvas, size=size, centre=centre,
-                           angle=rng.uniform(-12, 12), printed=i % 20 < 10,
-                           pen=rng.uniform(0.07, 0.13),
-                           ink=(ink_level, ink_level, ink_level + 20),
-                           paper=(paper_level, paper_level - 5, paper_level - 15))
-        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
-        noise = np.random.default_rng(i).normal(0, 6, (canvas[1], canvas[0], 1))
-        pixels = np.clip(np.asarray(image, dtype=np.float64) + noise, 0, 255)
-        made.append((digit, Image.fromarray(pixels.astype(np.uint8))))
-    return made
 
 
 def _save(image: Image.Image, path: Path, **options) -> Path:
