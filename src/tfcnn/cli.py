@@ -69,6 +69,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--steps-per-call", type=int, metavar="N",
                    help=f"training steps per compiled call; only speed changes "
                         f"(default {_DEFAULTS.steps_per_call})")
+    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"),
+                   help="tf.distribute strategy: default (one device), mirrored (local GPUs), "
+                        "multi-worker (TF_CONFIG), auto (picks one) (default auto)")
     p.add_argument("--out", metavar="DIR",
                    help="run directory (default runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)")
     p.add_argument("--resume", metavar="DIR",
@@ -114,6 +117,16 @@ def _add_use_parsers(commands: argparse._SubParsersAction) -> None:
     form.add_argument("--csv", action="store_true", help="print CSV rows")
     p.add_argument("--no-preprocess", action="store_true",
                    help="only resize to the model's input (no inversion, crop or centring)")
+
+    p = commands.add_parser("serve", help="web page to draw a digit, and HTTP prediction APIs",
+                            description="Serve a model over HTTP: a drawing page at /, the "
+                                        "TensorFlow Serving REST API (/v1), the Open Inference "
+                                        "Protocol v2 (/v2) and POST /predict for image uploads.")
+    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--name", help="model name in the API paths (default: the run's name)")
 
     p = commands.add_parser("export", help="export a model: keras, saved_model or tflite",
                             description="Write the model in a deployable format. The exported "
@@ -300,6 +313,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tfcnn.tfenv import import_tensorflow
+    from tfcnn.train.rundir import resolve_model_file
+
+    model_file = resolve_model_file(args.source)
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port: expected 1 to 65535, got {args.port}")
+    import_tensorflow()
+    from tfcnn.serve.app import run_server
+
+    run_server(model_file, host=args.host, port=args.port, name=args.name)
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from tfcnn.doctor import collect_report, format_report
 
@@ -311,7 +338,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "export": cmd_export, "doctor": cmd_doctor}
+                "export": cmd_export, "serve": cmd_serve, "doctor": cmd_doctor}
     try:
         return handlers[args.command](args)
     except TrainingInterrupted as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from tfcnn.errors import ConfigError
 
 SCHEDULES = ("constant", "onecycle")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class TrainConfig:
     shuffle_buffer: int | None = None  # images; None: a quarter of the training set (tutorial)
     eval_batch_size: int = 1000       # images per test step: any size gives the same metrics
     steps_per_call: int = 50          # training steps per tf.function call; same maths as 1
+    strategy: str = "auto"            # tf.distribute: auto, default, mirrored, multi-worker
     out: str | None = None            # run directory; None: runs/<dataset>-<model>-<time>
     limit_train: int | None = None    # use only the first N training images (quick checks)
     limit_test: int | None = None     # use only the first N test images
@@ -57,6 +59,9 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: expected one of {', '.join(SCHEDULES)}, "
                               f"got {self.schedule!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}, "
+                              f"got {self.strategy!r}")
         if not isinstance(self.warmup, int | float) or not 0 <= self.warmup < 1:
             raise ConfigError(f"warmup: expected a fraction from 0 to below 1, got {self.warmup!r}")
         if not isinstance(self.lr, int | float) or not self.lr > 0:
