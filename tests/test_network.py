@@ -81,3 +81,19 @@ def test_invalid_notation_fails_before_building():
 
     with pytest.raises(ModelSpecError, match="token 2"):
         build_model("8C3-Q2-D10", (28, 28, 1), DIGITS, 0)
+
+
+def test_relu_moved_after_the_pool_computes_the_same_as_relu_then_pool():
+    import keras
+
+    model = build_model("8C3-P2-BN-6C3-D10", (28, 28, 1), DIGITS, 4)
+    reference = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPool2D(2),
+        keras.layers.BatchNormalization(), keras.layers.Conv2D(6, 3, activation="relu"),
+        keras.layers.Flatten(), keras.layers.Dense(10)])
+    reference.set_weights(model.get_weights())
+    x = np.random.default_rng(3).normal(size=(4, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(reference(x)))
+    names = [layer.name for layer in model.stack]
+    assert names[:3] == ["conv1", "pool1", "relu1"]  # the second conv keeps its own ReLU

@@ -36,13 +36,21 @@ def _make_layers(specs: list[nt.LayerSpec], seed: int) -> list[keras.layers.Laye
         return f"{kind}{counts[kind]}"
 
     last = len(specs) - 1
+    relu_after_pool = False
     for index, spec in enumerate(specs):
         if isinstance(spec, nt.Conv):
+            # ReLU and max-pooling commute (both monotone), so a conv followed by a pool gets
+            # its ReLU after the pool: the same numbers, on a quarter of the values.
+            relu_after_pool = index < last and isinstance(specs[index + 1], nt.Pool)
             made.append(layers.Conv2D(spec.filters, spec.kernel, strides=spec.stride,
-                                      padding="valid", activation="relu", name=name("conv"),
-                                      **_seeded(seed, index)))
+                                      padding="valid",
+                                      activation=None if relu_after_pool else "relu",
+                                      name=name("conv"), **_seeded(seed, index)))
         elif isinstance(spec, nt.Pool):
             made.append(layers.MaxPool2D(pool_size=spec.size, name=name("pool")))
+            if relu_after_pool:
+                made.append(layers.ReLU(name=name("relu")))
+                relu_after_pool = False
         elif isinstance(spec, nt.BatchNorm):
             made.append(layers.BatchNormalization(name=name("batchnorm")))
         elif isinstance(spec, nt.Dropout):
