@@ -127,6 +127,10 @@ def _add_use_parsers(commands: argparse._SubParsersAction) -> None:
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--name", help="model name in the API paths (default: the run's name)")
+    p.add_argument("--max-body-mb", type=float, default=10.0, metavar="MB",
+                   help="largest request body accepted, in MiB (default 10; larger: 413)")
+    p.add_argument("--batch-window-ms", type=float, default=2.0, metavar="MS",
+                   help="how long a batch waits for more concurrent requests (default 2)")
 
     p = commands.add_parser("export", help="export a model: keras, saved_model or tflite",
                             description="Write the model in a deployable format. The exported "
@@ -323,7 +327,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import_tensorflow()
     from tfcnn.serve.app import run_server
 
-    run_server(model_file, host=args.host, port=args.port, name=args.name)
+    run_server(model_file, host=args.host, port=args.port, name=args.name,
+               max_body_mb=args.max_body_mb, batch_window_ms=args.batch_window_ms)
     return 0
 
 

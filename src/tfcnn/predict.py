@@ -102,6 +102,23 @@ def _load(entry: str | Path, preprocessing: str, image_shape: tuple[int, int, in
         raise ImageError(f"{entry}: cannot convert image ({exc})") from exc
 
 
+def class_names(model: Any, n_classes: int) -> list[str]:
+    """The model's class names, or "0", "1", ... when it has none."""
+    return list(getattr(model, "class_names", ())) or [str(i) for i in range(n_classes)]
+
+
+def prediction(file: str, probs: Any, names: list[str], top_k: int) -> dict[str, Any]:
+    """The result for one image from its class probabilities: `{"file", "label", "index",
+    "probability", "top_k": [{"label", "probability"}, ...]}`, `top_k` capped at the number
+    of classes, most likely first (ties in class order). `tfcnn serve` answers with it too."""
+    row = np.asarray(probs, dtype=np.float64)
+    best = np.argsort(-row, kind="stable")[:min(top_k, row.shape[0])]
+    return {"file": file, "label": names[best[0]], "index": int(best[0]),
+            "probability": round(float(row[best[0]]), 6),
+            "top_k": [{"label": names[i], "probability": round(float(row[i]), 6)}
+                      for i in best]}
+
+
 def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
                   preprocess: bool = True) -> list[dict[str, Any]]:
     """One result per path, in order: the prediction, or `{"file", "error"}`.
@@ -130,15 +147,9 @@ def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
     def run_batch() -> None:
         batch = np.stack([array for _, array in pending])
         probs = np.asarray(probabilities(model, batch), dtype=np.float64)
-        names = list(model.class_names) or [str(i) for i in range(probs.shape[1])]
-        k = min(top_k, probs.shape[1])
+        names = class_names(model, probs.shape[1])
         for (index, _), row in zip(pending, probs, strict=True):
-            best = np.argsort(-row, kind="stable")[:k]
-            results[index] = {
-                "file": str(paths[index]), "label": names[best[0]], "index": int(best[0]),
-                "probability": round(float(row[best[0]]), 6),
-                "top_k": [{"label": names[i], "probability": round(float(row[i]), 6)}
-                          for i in best]}
+            results[index] = prediction(str(paths[index]), row, names, top_k)
         pending.clear()
 
     for index, entry in enumerate(paths):

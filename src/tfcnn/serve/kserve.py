@@ -1,0 +1,219 @@
+"""The Open Inference Protocol v2 (KServe, NVIDIA Triton) over REST: `/v2/...`.
+
+Health, server and model metadata, readiness, and `infer`: one FP32 input tensor `images`
+of shape [N, H, W, C] (values in [0, 1]) gives one FP32 output tensor `probabilities` of
+shape [N, classes]. Tensor data travels as JSON (flat row-major or nested lists) or, with
+Triton's binary tensor data extension, as raw little-endian bytes after the JSON header
+(its length in the `Inference-Header-Content-Length` header), which is what `tritonclient`
+sends by default. A request body may be gzip- or deflate-compressed.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the routes' parameter types
+# at run time, and some are local to `router()`.
+
+import json
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import JSONResponse
+
+from tfcnn import __version__
+from tfcnn.serve.batching import MicroBatcher
+from tfcnn.serve.http import ERRORS, ApiError, read_body
+from tfcnn.serve.model import INPUT_NAME, OUTPUT_NAME, ServedModel
+from tfcnn.serve.schemas import (
+    InferRequest,
+    InferResponse,
+    LiveResponse,
+    ModelMetadataV2Response,
+    ModelReadyResponse,
+    ReadyResponse,
+    ServerMetadataResponse,
+)
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+# The request body's schema for /openapi.json: the route reads the body itself (it may be
+# JSON followed by binary tensors), so FastAPI cannot derive it from a parameter.
+INFER_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
+                                 "description": "JSON header then tensor bytes"}}}}
+
+
+def _split(body: bytes, header: str | None) -> tuple[bytes, bytes]:
+    if header is None:
+        return body, b""
+    text = header.strip()
+    if not text.isdigit() or int(text) > len(body):
+        raise ApiError(400, f"{HEADER_LENGTH}: {header!r} is not a length within the "
+                            f"{len(body)}-byte body")
+    return body[:int(text)], body[int(text):]
+
+
+def decode_inputs(served: ServedModel, request: InferRequest, binary: bytes) -> np.ndarray:
+    """The request's one input tensor as an N×H×W×C float32 batch, or a 400."""
+    if len(request.inputs) != 1:
+        raise ApiError(400, f"expected 1 input tensor ({INPUT_NAME!r}), got "
+                            f"{len(request.inputs)}")
+    tensor = request.inputs[0]
+    if tensor.name != INPUT_NAME:
+        raise ApiError(400, f"unexpected inference input {tensor.name!r} for model "
+                            f"{served.name!r} (its input is {INPUT_NAME!r})")
+    if tensor.datatype != "FP32":
+        raise ApiError(400, f"input {INPUT_NAME!r}: datatype {tensor.datatype!r}, expected "
+                            "'FP32'")
+    shape = tuple(tensor.shape)
+    if len(shape) == 3 and served.image_shape[2] == 1:
+        shape = (*shape, 1)
+    if len(shape) != 4 or shape[1:] != served.image_shape or shape[0] < 1:
+        expected = [-1, *served.image_shape]
+        raise ApiError(400, f"input {INPUT_NAME!r}: shape {list(tensor.shape)}, expected "
+                            f"{expected} with N >= 1")
+    count = int(np.prod(shape))
+    size = tensor.parameters.binary_data_size if tensor.parameters else None
+    if size is not None:
+        if tensor.data is not None:
+            raise ApiError(400, f"input {INPUT_NAME!r}: both data and binary_data_size")
+        if size != 4 * count or len(binary) != size:
+            raise ApiError(400, f"input {INPUT_NAME!r}: shape {list(tensor.shape)} needs "
+                                f"{4 * count} bytes of FP32; binary_data_size is {size} "
+                                f"and the body has {len(binary)} bytes after the JSON")
+        values: Any = np.frombuffer(binary, dtype="<f4").reshape(shape)
+    else:
+        if binary:
+            raise ApiError(400, f"{len(binary)} bytes after the JSON but no input has "
+                                "binary_data_size")
+        if tensor.data is None:
+            raise ApiError(400, f"input {INPUT_NAME!r}: no data (nor binary_data_size)")
+        try:
+            flat = np.asarray(tensor.data, dtype=np.float32).ravel()
+        except ValueError as exc:
+            raise ApiError(400, f"input {INPUT_NAME!r}: data nested unevenly") from exc
+        if flat.size != count:
+            raise ApiError(400, f"input {INPUT_NAME!r}: {flat.size} values for shape "
+                                f"{list(tensor.shape)}, which needs {count}")
+        values = flat.reshape(shape)
+    return served.as_batch(values, f"input {INPUT_NAME!r}")
+
+
+def encode_outputs(served: ServedModel, request: InferRequest, probs: np.ndarray) -> Response:
+    """The response, JSON or (if any output asks for binary data) JSON then bytes."""
+    default_binary = bool(request.parameters and request.parameters.binary_data_output)
+    binary = default_binary
+    for wanted in request.outputs or []:
+        if wanted.name != OUTPUT_NAME:
+            raise ApiError(400, f"unexpected inference output {wanted.name!r} for model "
+                                f"{served.name!r} (its output is {OUTPUT_NAME!r})")
+        parameters = wanted.parameters
+        if parameters and parameters.classification:
+            raise ApiError(400, "the classification extension is not supported: ask for "
+                                f"{OUTPUT_NAME!r} and take the arg max")
+        if parameters and parameters.binary_data is not None:
+            binary = parameters.binary_data
+    output: dict[str, Any] = {"name": OUTPUT_NAME, "datatype": "FP32",
+                              "shape": list(probs.shape)}
+    payload = b""
+    if binary:
+        payload = probs.astype("<f4").tobytes()
+        output["parameters"] = {"binary_data_size": len(payload)}
+    else:
+        output["data"] = probs.ravel().tolist()
+    answer: dict[str, Any] = {"model_name": served.name, "model_version": served.version,
+                              "outputs": [output]}
+    if request.id is not None:
+        answer["id"] = request.id
+    if not binary:
+        return JSONResponse(answer)
+    header = json.dumps(answer, separators=(",", ":")).encode()
+    return Response(header + payload, media_type="application/octet-stream",
+                    headers={HEADER_LENGTH: str(len(header))})
+
+
+def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int) -> APIRouter:
+    api = APIRouter(tags=["Open Inference Protocol v2 (KServe, Triton)"])
+    Name = Annotated[str, Path(description=f"the model's name (this server serves "
+                                           f"{served.name!r})", examples=[served.name],
+                               json_schema_extra={"enum": [served.name]})]
+    Version = Annotated[str, Path(description="the model's version (always 1)",
+                                  examples=[served.version],
+                                  json_schema_extra={"enum": [served.version]})]
+
+    def check(name: str, version: str | None) -> None:
+        if name != served.name or version not in (None, "", served.version):
+            shown = name if version is None else f"{name}' version '{version}"
+            raise ApiError(404, f"Request for unknown model: '{shown}' is not found")
+
+    def metadata(name: str, version: str | None) -> dict[str, Any]:
+        check(name, version)
+        return {"name": served.name, "versions": [served.version],
+                "platform": "tensorflow_keras",
+                "inputs": [{"name": INPUT_NAME, "datatype": "FP32",
+                            "shape": [-1, *served.image_shape]}],
+                "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32",
+                             "shape": [-1, served.n_classes]}]}
+
+    async def infer(name: str, version: str | None, request: Request) -> Response:
+        check(name, version)
+        body = await read_body(request, max_body_bytes)
+        header, binary = _split(body, request.headers.get(HEADER_LENGTH))
+        if not header.strip():
+            raise ApiError(400, "request body is empty: expected a JSON inference request")
+        parsed = InferRequest.model_validate_json(header)  # ValidationError → 400
+        probs = await batcher.run(decode_inputs(served, parsed, binary))
+        return encode_outputs(served, parsed, probs)
+
+    @api.get("/v2", response_model=ServerMetadataResponse, summary="Server metadata")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "tfcnn", "version": __version__,
+                "extensions": ["binary_tensor_data"]}
+
+    @api.get("/v2/health/live", response_model=LiveResponse, summary="Server live")
+    async def live() -> dict[str, Any]:
+        return {"live": True}
+
+    @api.get("/v2/health/ready", response_model=ReadyResponse, summary="Server ready")
+    async def ready() -> dict[str, Any]:
+        return {"ready": True}
+
+    @api.get("/v2/models/{name}", response_model=ModelMetadataV2Response, responses=ERRORS,
+             summary="Model metadata")
+    async def model_metadata(name: Name) -> dict[str, Any]:
+        return metadata(name, None)
+
+    @api.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadataV2Response,
+             responses=ERRORS, summary="Model metadata (one version)")
+    async def model_version_metadata(name: Name, version: Version) -> dict[str, Any]:
+        return metadata(name, version)
+
+    @api.get("/v2/models/{name}/ready", response_model=ModelReadyResponse, responses=ERRORS,
+             summary="Model ready")
+    async def model_ready(name: Name) -> dict[str, Any]:
+        check(name, None)
+        return {"name": served.name, "ready": True}
+
+    @api.get("/v2/models/{name}/versions/{version}/ready", response_model=ModelReadyResponse,
+             responses=ERRORS, summary="Model ready (one version)")
+    async def model_version_ready(name: Name, version: Version) -> dict[str, Any]:
+        check(name, version)
+        return {"name": served.name, "ready": True}
+
+    infer_doc = (f"Class probabilities: input {INPUT_NAME!r} FP32 "
+                 f"[N, {', '.join(map(str, served.image_shape))}] in [0, 1] → output "
+                 f"{OUTPUT_NAME!r} FP32 [N, {served.n_classes}]. JSON data, or the binary "
+                 "tensor data extension (tritonclient's default).")
+
+    @api.post("/v2/models/{name}/infer", response_model=InferResponse,
+              response_model_exclude_none=True, responses=ERRORS, openapi_extra=INFER_BODY,
+              summary="Infer", description=infer_doc)
+    async def model_infer(name: Name, request: Request) -> Response:
+        return await infer(name, None, request)
+
+    @api.post("/v2/models/{name}/versions/{version}/infer", response_model=InferResponse,
+              response_model_exclude_none=True, responses=ERRORS, openapi_extra=INFER_BODY,
+              summary="Infer (one version)", description=infer_doc)
+    async def model_version_infer(name: Name, version: Version, request: Request
+                                  ) -> Response:
+        return await infer(name, version, request)
+
+    return api

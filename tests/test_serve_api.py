@@ -1,0 +1,371 @@
+"""`tfcnn serve` (tfcnn.serve): the TensorFlow Serving API, POST /predict, /info, the page's
+files, errors and limits, server-side batching, and the access log.
+
+A small untrained network serves here (built in a second), on a real uvicorn server on a
+free port of 127.0.0.1: these tests check the plumbing (answers equal to the model's own
+outputs, every bad input a 4xx with a JSON error), not accuracy; test_serve_v2 and
+test_serve_browser read real digits with the trained network.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import logging
+import re
+import socket
+import threading
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from support import draw_digit
+from tfcnn.serve.app import BackgroundServer, create_app
+from tfcnn.serve.model import ServedModel, from_keras
+
+NAME = "digits"
+LIMIT = 2**20  # a 1 MiB body limit, so the 413 tests send little
+
+
+@pytest.fixture(scope="module")
+def served() -> ServedModel:
+    from tfcnn.models.network import build_model
+
+    model = build_model("4C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0,
+                        preprocessing="mnist", dataset="mnist")
+    return from_keras(model, NAME)
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    # A long batch window, so that the batching test sees batches even on a busy machine.
+    with BackgroundServer(create_app(served, NAME, max_body_bytes=LIMIT,
+                                     batch_window_ms=20)) as running:
+        yield running
+
+
+@pytest.fixture()
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 28, 28, 1), dtype=np.float32)
+
+
+def expected(served: ServedModel, batch: np.ndarray) -> np.ndarray:
+    return np.concatenate([served.predict(batch[i:i + 1]) for i in range(len(batch))])
+
+
+# --- TensorFlow Serving REST API ----------------------------------------------------------
+
+
+def test_status_and_metadata_are_tensorflow_servings(client):
+    status = client.get(f"/v1/models/{NAME}")
+    assert status.status_code == 200
+    assert status.json() == {"model_version_status": [{
+        "version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    assert client.get(f"/v1/models/{NAME}/versions/1").json() == status.json()
+    meta = client.get(f"/v1/models/{NAME}/metadata").json()
+    assert meta["model_spec"] == {"name": NAME, "signature_name": "", "version": "1"}
+    signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["method_name"] == "tensorflow/serving/predict"
+    dims = signature["inputs"]["images"]["tensor_shape"]["dim"]
+    assert [d["size"] for d in dims] == ["-1", "28", "28", "1"]
+    assert signature["inputs"]["images"]["dtype"] == "DT_FLOAT"
+    out_dims = signature["outputs"]["probabilities"]["tensor_shape"]["dim"]
+    assert [d["size"] for d in out_dims] == ["-1", "10"]
+
+
+@pytest.mark.parametrize("form", ["instances HxW", "instances HxWx1", "inputs list",
+                                  "inputs named", "version path", "form content-type"])
+def test_predict_answers_the_models_probabilities(client, served, form):
+    batch = images(3)
+    path, headers = f"/v1/models/{NAME}:predict", {"Content-Type": "application/json"}
+    body: dict = {"instances": batch.tolist()}
+    if form == "instances HxW":
+        body = {"instances": batch[..., 0].tolist()}
+    elif form == "inputs list":
+        body = {"inputs": batch.tolist()}
+    elif form == "inputs named":
+        body = {"inputs": {"images": batch.tolist()}, "signature_name": "serving_default"}
+    elif form == "version path":
+        path = f"/v1/models/{NAME}/versions/1:predict"
+    elif form == "form content-type":  # what `curl -d` sends: TF Serving takes it as JSON
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    answer = client.post(path, content=json.dumps(body), headers=headers)
+    assert answer.status_code == 200, answer.text
+    key = "outputs" if "inputs" in body else "predictions"
+    assert list(answer.json()) == [key]
+    probs = np.array(answer.json()[key])
+    assert probs.shape == (3, 10)
+    np.testing.assert_allclose(probs, expected(served, batch), atol=1e-6)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+BAD_BODIES = {
+    "empty body": b"",
+    "whitespace": b"  \n",
+    "malformed JSON": b'{"instances": [[[0.5, ',
+    "not an object": b"[1, 2, 3]",
+    "a string": b'"instances"',
+    "neither key": b"{}",
+    "both keys": b'{"instances": [], "inputs": []}',
+    "null instances": b'{"instances": null}',
+    "no images": b'{"instances": []}',
+    "string pixels": b'{"instances": [[["0.5"]]]}',
+    "boolean pixels": b'{"instances": [[[true]]]}',
+    "null pixels": b'{"instances": [[[null]]]}',
+    "NaN": b'{"instances": [[[NaN]]]}',
+    "Infinity": b'{"instances": [[[Infinity]]]}',
+    "huge number": b'{"instances": [[[1e999]]]}',
+    "above 1": b'{"instances": [[[255]]]}',
+    "below 0": b'{"instances": [[[-0.1]]]}',
+    "wrong shape": b'{"instances": [[[0.5, 0.5], [0.5, 0.5]]]}',
+    "flat instance": b'{"instances": [[0.5, 0.5]]}',
+    "ragged rows": json.dumps({"instances": [[[0.5] * 28] * 27 + [[0.5] * 27]]}).encode(),
+    "mixed ranks": json.dumps({"instances": [[[0.5] * 28] * 28,
+                                             [[[0.5]] * 28] * 28]}).encode(),
+    "3 channels": json.dumps({"instances": [[[[0.5] * 3] * 28] * 28]}).encode(),
+    "deep nesting": b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    "unknown input": json.dumps({"inputs": {"pixels": [[[0.5] * 28] * 28]}}).encode(),
+    "unknown signature": b'{"signature_name": "classify", "instances": [[[0.5]]]}',
+    "binary junk": bytes(range(256)),
+    "invalid UTF-8": b'{"instances": "\xff\xfe"}',
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_bad_predict_bodies_are_400_with_a_json_error(client, case):
+    answer = client.post(f"/v1/models/{NAME}:predict", content=BAD_BODIES[case],
+                         headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()["error"]
+    assert isinstance(error, str) and error and "\n" not in error
+
+
+def test_errors_name_the_field_and_what_was_expected(client):
+    def error(body: bytes) -> str:
+        return client.post(f"/v1/models/{NAME}:predict", content=body).json()["error"]
+
+    assert error(b'{"instances": [[[0.5, true]]]}') == (
+        "instances[0][0][1]: Input should be a valid number (got true)")
+    assert error(b'{"instances": [[[0.5, 2]]]}') == (
+        "instances[0][0][1]: Input should be less than or equal to 1 (got 2)")
+    assert error(b'{"instances": [[[0.5, 0.5]]]}') == (
+        "instances: expected images of shape 28×28×1 or 28×28, got 1×2×1")
+    assert error(b'{"instances": [[[0.5, ').startswith("JSON Parse error: ")
+    assert error(b"{}") == "Missing 'inputs' or 'instances' key"
+
+
+def test_unknown_model_or_version_is_404(client):
+    assert client.get("/v1/models/other").json() == {
+        "error": "Servable not found for request: Latest(other)"}
+    assert client.get("/v1/models/other").status_code == 404
+    assert client.get(f"/v1/models/{NAME}/versions/2").status_code == 404
+    assert client.get("/v1/models/other/metadata").status_code == 404
+    assert client.post("/v1/models/other:predict", json={"instances": []}).status_code == 404
+    assert client.get("/no/such/page").json() == {"error": "Not Found"}
+    assert client.delete("/info").status_code == 405
+
+
+def test_bodies_over_the_limit_are_413_and_the_server_keeps_serving(client, server):
+    path = f"/v1/models/{NAME}:predict"
+    over = b" " * (LIMIT + 1)
+    answer = client.post(path, content=over)  # declared by Content-Length: refused unread
+    assert answer.status_code == 413 and "limit" in answer.json()["error"]
+
+    def chunks():  # no Content-Length: counted as it streams in
+        for _ in range(LIMIT // 2**15 + 2):
+            yield b" " * 2**15
+
+    assert client.post(path, content=chunks()).status_code == 413
+    upload = client.post("/predict", files={"file": ("big.png", over)})
+    assert upload.status_code == 413
+    bomb = gzip.compress(b" " * (4 * LIMIT))  # small on the wire, over the limit inflated
+    assert len(bomb) < LIMIT
+    inflated = client.post(f"/v2/models/{NAME}/infer", content=bomb,
+                           headers={"Content-Encoding": "gzip"})
+    assert inflated.status_code == 413
+    # Headers only, body never sent: the answer comes anyway (after a bounded wait).
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as raw:
+        raw.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {10 * LIMIT}\r\n"
+                    "\r\n".encode())
+        raw.settimeout(15)
+        assert raw.recv(100).startswith(b"HTTP/1.1 413")
+    assert client.post(path, json={"instances": images(1).tolist()}).status_code == 200
+
+
+# --- POST /predict: image uploads ----------------------------------------------------------
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_upload_answers_as_tfcnn_predict_json(client, served, tmp_path, monkeypatch):
+    from tfcnn.predict import prediction
+
+    monkeypatch.chdir(tmp_path)  # the server runs in this process: a stray file lands here
+    picture = draw_digit(3, canvas=(120, 100), size=80)
+    answer = client.post("/predict?top_k=4", files={"file": ("three.png", _png(picture))})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert set(result) == {"file", "label", "index", "probability", "top_k"}
+    assert result["file"] == "three.png" and len(result["top_k"]) == 4
+    image = served.prepare_upload(_png(picture), "three.png")
+    assert result == prediction("three.png", served.predict(image[None])[0],
+                                list(served.class_names), 4)
+    assert list(tmp_path.iterdir()) == []  # nothing written outside a temp dir
+
+
+def test_upload_can_return_the_28x28_image_the_model_saw(client, served):
+    data = _png(draw_digit(7, canvas=(90, 90), size=70))
+    result = client.post("/predict", params={"include_image": "true"},
+                         files={"file": ("seven.png", data)}).json()
+    prefix = "data:image/png;base64,"
+    assert result["image"].startswith(prefix)
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["image"][len(prefix):]))))
+    assert seen.shape == (28, 28)
+    np.testing.assert_allclose(seen / 255, served.prepare_upload(data, "x")[..., 0], atol=0.003)
+
+
+@pytest.mark.parametrize("case", ["text file", "empty file", "truncated PNG", "no file",
+                                  "file as a text field", "top_k 0", "top_k text",
+                                  "not multipart"])
+def test_bad_uploads_are_400(client, case):
+    png = _png(draw_digit(1))
+    kwargs: dict = {"files": {"file": ("a.png", png)}}
+    url = "/predict"
+    if case == "text file":
+        kwargs = {"files": {"file": ("a.png", b"hello, world")}}
+    elif case == "empty file":
+        kwargs = {"files": {"file": ("a.png", b"")}}
+    elif case == "truncated PNG":
+        kwargs = {"files": {"file": ("a.png", png[: len(png) // 2])}}
+    elif case == "no file":
+        kwargs = {"files": {"other": ("a.png", png)}}
+    elif case == "file as a text field":
+        kwargs = {"data": {"file": "a.png"}}
+    elif case == "top_k 0":
+        url += "?top_k=0"
+    elif case == "top_k text":
+        url += "?top_k=three"
+    elif case == "not multipart":
+        kwargs = {"content": png, "headers": {"Content-Type": "image/png"}}
+    answer = client.post(url, **kwargs)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]
+
+
+# --- batching ---------------------------------------------------------------------------------
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(client, server, served):
+    n = 24
+    batch = images(n, seed=5)
+    before = client.get("/info").json()["batching"]
+    answers: list = [None] * n
+    barrier = threading.Barrier(n)
+
+    def ask(i: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            barrier.wait()
+            answers[i] = c.post(f"/v1/models/{NAME}:predict",
+                                json={"instances": batch[i:i + 1].tolist()})
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    after = client.get("/info").json()["batching"]
+    assert all(a is not None and a.status_code == 200 for a in answers)
+    got = np.array([a.json()["predictions"][0] for a in answers])
+    np.testing.assert_allclose(got, expected(served, batch), atol=1e-6)
+    assert after["requests"] - before["requests"] == n
+    assert after["images"] - before["images"] == n
+    assert after["batches"] - before["batches"] < n  # some requests shared a model call
+
+
+# --- the page, its files, the docs and /info ---------------------------------------------------
+
+
+def test_page_loads_only_its_own_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert "static/app.js" in assets and "static/style.css" in assets
+    for asset in assets:
+        assert not re.match(r"(https?:)?//", asset), asset
+    for asset in ("static/app.js", "static/style.css"):
+        body = client.get("/" + asset)
+        assert body.status_code == 200 and body.text
+        assert not re.search(r"https?://", body.text), asset
+    docs = client.get("/docs")  # Swagger UI's files come from the server too
+    assert docs.status_code == 200 and "cdn" not in docs.text
+    scripts = re.findall(r'<script src="([^"]+)"', docs.text)
+    assert scripts and all(client.get(s).status_code == 200 for s in scripts)
+
+
+def test_openapi_documents_the_three_apis(client):
+    schema = client.get("/openapi.json").json()
+    paths = set(schema["paths"])
+    for path in ("/v1/models/{name}", "/v1/models/{name}/metadata", "/v1/models/{name}:predict",
+                 "/v2/health/live", "/v2/health/ready", "/v2/models/{name}",
+                 "/v2/models/{name}/ready", "/v2/models/{name}/infer", "/predict", "/info"):
+        assert path in paths, path
+    components = schema["components"]["schemas"]
+    assert {"PredictRequest", "InferRequest", "ErrorResponse"} <= set(components)
+    predict = schema["paths"]["/v1/models/{name}:predict"]["post"]
+    assert {"200", "400", "404", "413"} <= set(predict["responses"])
+    name = next(p for p in predict["parameters"] if p["name"] == "name")
+    assert name["schema"]["enum"] == [NAME]
+
+
+def test_info_describes_the_model(client):
+    info = client.get("/info").json()
+    assert info["name"] == NAME and info["class_names"] == list("0123456789")
+    assert info["image_shape"] == [28, 28, 1] and info["preprocessing"] == "mnist"
+    assert info["max_body_bytes"] == LIMIT and info["batching"]["max_batch"] == 64
+
+
+def test_one_log_line_per_request(client, caplog):
+    with caplog.at_level(logging.INFO, logger="tfcnn.serve.access"):
+        client.get(f"/v1/models/{NAME}")
+        client.post(f"/v1/models/{NAME}:predict", content=b"{")
+        client.get("/nope")
+    lines = [r.getMessage() for r in caplog.records if r.name == "tfcnn.serve.access"]
+    assert len(lines) == 3
+    assert re.fullmatch(rf"127\.0\.0\.1:\d+ GET /v1/models/{NAME} 200 \d+\.\d ms", lines[0])
+    assert f"POST /v1/models/{NAME}:predict 400 " in lines[1]
+    assert "GET /nope 404 " in lines[2]
+
+
+def test_a_colour_model_is_served_with_its_own_shapes():
+    from tfcnn.models.network import build_model
+
+    model = build_model("4C3-P2-D3", (32, 32, 3), ("cat", "dog", "fox"), seed=0,
+                        preprocessing="scale", dataset="folder:pets")
+    with BackgroundServer(create_app(model, "pets")) as running, httpx.Client(
+            base_url=running.url, timeout=30) as c:
+        info = c.get("/info").json()
+        assert info["preprocessing"] == "scale" and info["image_shape"] == [32, 32, 3]
+        batch = np.random.default_rng(1).random((2, 32, 32, 3)).tolist()
+        answer = c.post("/v1/models/pets:predict", json={"instances": batch})
+        assert np.array(answer.json()["predictions"]).shape == (2, 3)
+        gray = c.post("/v1/models/pets:predict", json={"instances": [[[0.5] * 32] * 32]})
+        assert gray.status_code == 400 and "32×32×3" in gray.json()["error"]
+        assert c.get("/v2/models/pets").json()["inputs"][0]["shape"] == [-1, 32, 32, 3]
+        picture = Image.new("RGB", (50, 40), (200, 30, 30))
+        result = c.post("/predict", files={"file": ("red.jpg", _png(picture))}).json()
+        assert result["label"] in ("cat", "dog", "fox") and len(result["top_k"]) == 3
