@@ -56,7 +56,8 @@ MAX_BATCH = 64  # images per model call: past this, batching gains little on a C
 
 def create_app(model: Any, name: str, *, max_body_bytes: int = int(MAX_BODY_MB * 2**20),
                batch_window_ms: float = BATCH_WINDOW_MS, max_batch: int = MAX_BATCH) -> FastAPI:
-    """The app serving `model` (a tfcnn Keras model, or a `ServedModel`) as `name`."""
+    """The app serving `model` as `name`: a tfcnn Keras model, or a `ServedModel` (which
+    keeps its own name)."""
     served = model if isinstance(model, ServedModel) else from_keras(model, name)
     batcher = MicroBatcher(served.predict, max_batch=max_batch, window_ms=batch_window_ms)
 

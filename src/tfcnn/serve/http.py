@@ -3,8 +3,8 @@ reading (and inflating) request bodies, and the one-line-per-request access log.
 
 Every error any route or FastAPI itself raises leaves as JSON with the right 4xx status:
 FastAPI's 422 for a body or parameter that fails validation becomes 400 (TensorFlow Serving
-and Triton answer bad input with 400), and only a bug gives a 500. The body limit is two
-pure ASGI middlewares' worth of code so that it holds for every route, before FastAPI reads
+and Triton answer bad input with 400), and only a bug gives a 500. The body limit is a pure
+ASGI middleware, so that it holds for every route (uploads too) before FastAPI reads
 anything: a declared Content-Length over the limit is refused unread, and a body without
 one is counted as it streams in.
 """
