@@ -118,13 +118,15 @@ def test_export_agrees_with_the_keras_model_in_a_fresh_process(
 @pytest.mark.slow
 def test_cli_reports_the_size_on_disk_and_writes_class_names(exports):
     for (fmt, quantize), (path, stdout) in exports.items():
-        match = re.fullmatch(r"Exported (\w+) \((\w+)\) to (.+): ([\d,]+) bytes\n", stdout)
+        match = re.fullmatch(r"Exported (\w+) \((\w+)\) to (.+): ([\d,]+) bytes\n"
+                             r"Class names: (.+)\n", stdout)
         assert match, stdout
         assert match.group(1, 2, 3) == (fmt, quantize, str(path))
         assert int(match.group(4).replace(",", "")) == _disk_size(path)
         labels = (path / "assets.extra" / "labels.txt" if fmt == "saved_model"
                   else path.with_name(path.name + ".labels.txt"))
         assert labels.read_text().split() == [str(d) for d in range(10)]
+        assert match.group(5) == str(labels)
     sizes = {key: _disk_size(path) for key, (path, _) in exports.items()}
     assert sizes["tflite", "dynamic"] < sizes["tflite", "float16"] < sizes["tflite", "none"]
 
