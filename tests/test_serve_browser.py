@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright import sync_api
 
 from support import STROKES, draw_digit
 from tfcnn.serve.app import BackgroundServer, create_app
@@ -17,7 +18,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-sync_api = pytest.importorskip("playwright.sync_api")
+
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
 

@@ -10,19 +10,18 @@ draws cases from each operation's Hypothesis strategy itself.
 from __future__ import annotations
 
 import pytest
-
-from tfcnn.serve.app import BackgroundServer, create_app
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402  (after the skip)
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import (  # noqa: E402
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
 )
+
+from tfcnn.serve.app import BackgroundServer, create_app
 
 NAME = "digits"
 EXAMPLES = 40  # cases per operation and mode: 30 × 40 in all, under a minute

@@ -9,12 +9,11 @@ import json
 import httpx
 import numpy as np
 import pytest
+import tritonclient.http as tritonclient_http
+from tritonclient.utils import InferenceServerException
 
 from tfcnn.serve.app import BackgroundServer, create_app
 from tfcnn.serve.model import ServedModel, from_keras
-
-tritonclient_http = pytest.importorskip("tritonclient.http")
-InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
 
 NAME = "digits"
 
