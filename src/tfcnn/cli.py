@@ -184,6 +184,10 @@ class _Printer:
         self.epochs, self.quiet = epochs, quiet
 
     def start(self, info: Any) -> None:
+        if not info.chief and not self.quiet:  # multi-worker: only the chief reports progress
+            print(f"Worker: {info.distribution}; the chief prints progress and writes "
+                  f"{info.run_dir}", flush=True)
+            self.quiet = True
         if self.quiet:
             return
         import tensorflow as tf
@@ -196,6 +200,8 @@ class _Printer:
               f"({info.num_train:,} train, {info.num_test:,} test images)")
         print(f"Model: {info.model_name} ({info.parameters:,} parameters); "
               f"Adam lr {c.lr}, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}")
+        if info.distribution:
+            print(f"Strategy: {info.distribution}")
         if info.skipped:
             first_file, reason = info.skipped[0]
             print(f"Skipped {len(info.skipped)} unreadable image(s), e.g. {first_file}: {reason}")
@@ -234,7 +240,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     from tfcnn.tfenv import import_tensorflow
+    from tfcnn.train.strategy import create_distribution
 
+    # First: a multi-worker strategy must be created before TensorFlow sets up its devices.
+    distribution = create_distribution(config.strategy)
     import_tensorflow()
     from tfcnn.train.loop import Hooks
     from tfcnn.train.run import train_run
@@ -246,8 +255,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_path = Path(config.out) if config.out else default_run_path(config, model_name)
     printer = _Printer(config.epochs, args.quiet)
     result = train_run(config, run_path, Hooks(printer.progress, printer.epoch_end),
-                       resume=args.resume is not None, on_start=printer.start)
-    if not args.quiet:
+                       resume=args.resume is not None, on_start=printer.start,
+                       distribution=distribution)
+    if not printer.quiet:
         accuracy = (f"test accuracy {100 * result.test_accuracy:.2f}%, "
                     if result.test_accuracy is not None else "")
         print(f"Done: {accuracy}training {result.train_seconds:.1f} s, "

@@ -53,11 +53,18 @@ def make_training_state(directory: Path, model: keras.Model, optimizer: keras.op
     return TrainingState(epoch, step, seconds, manager)
 
 
-def restore_latest(state: TrainingState) -> str:
-    """Load the newest checkpoint into `state`; raise RunDirError if there is none."""
-    path = state.manager.latest_checkpoint
+def restore_latest(state: TrainingState, directory: Path | None = None) -> str:
+    """Load the newest checkpoint into `state`; raise RunDirError if there is none.
+
+    `directory` reads another folder than the one `state` saves to: a multi-worker run's
+    other workers save to temporary folders but resume from the chief's checkpoints.
+    """
+    if directory is None:
+        path = state.manager.latest_checkpoint
+    else:
+        path = tf.train.latest_checkpoint(str(directory))
     if path is None:
-        raise RunDirError(f"{state.manager.directory}: no checkpoint to resume from")
+        raise RunDirError(f"{directory or state.manager.directory}: no checkpoint to resume from")
     try:
         state.manager.checkpoint.restore(path).assert_existing_objects_matched()
     except (tf.errors.OpError, AssertionError, ValueError) as exc:

@@ -6,6 +6,9 @@ Differences from the tutorial, all deliberate:
 - metrics are reset with `reset_state()` (Keras 3; `reset_states` is gone);
 - the loss metric averages over images, so the last, smaller batch is weighted fairly;
 - SIGINT/SIGTERM finish the current step, save a checkpoint and stop cleanly.
+
+Under a tf.distribute strategy (see strategy.py) the same steps run on every replica; with
+none (the default) the code below is the plain single-device loop, unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tfcnn.errors import TrainingInterrupted
 from tfcnn.fsutil import atomic_path
 from tfcnn.train.checkpoint import TrainingState
 from tfcnn.train.rundir import RunDir, write_metrics
+from tfcnn.train.strategy import Distribution, distribute_dataset, global_mean, replicated_steps
 
 
 class Progress(Protocol):
@@ -54,8 +58,11 @@ class Steps:
 
 
 def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-               image_shape: tuple[int, ...]) -> Steps:
-    """Compiled train and test steps closing over the model, optimizer and metrics."""
+               image_shape: tuple[int, ...], strategy: Any = None) -> Steps:
+    """Compiled train and test steps closing over the model, optimizer and metrics.
+
+    With a `strategy`, call this in its scope (the metrics' variables are created here).
+    """
     per_image_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     train_loss = keras.metrics.Mean("loss")
     train_accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
@@ -68,11 +75,22 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             losses = per_image_loss(labels, logits)
-            loss = tf.reduce_mean(losses)
+            loss = tf.reduce_mean(losses) if strategy is None else global_mean(losses)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         train_loss.update_state(losses)
         train_accuracy.update_state(labels, logits)
+
+    def test_step(images: tf.Tensor, labels: tf.Tensor) -> None:
+        logits = model(images, training=False)
+        test_loss.update_state(per_image_loss(labels, logits))
+        test_accuracy.update_state(labels, logits)
+
+    metrics = ([train_loss, train_accuracy], [test_loss, test_accuracy])
+    if strategy is not None:
+        statistics = [v for v in model.non_trainable_variables
+                      if keras.backend.is_float_dtype(v.dtype)]
+        return Steps(*replicated_steps(strategy, train_step, test_step, statistics), *metrics)
 
     # Several steps per call (like Keras's steps_per_execution): the same updates in the same
     # order, without a Python round trip and function-call overhead between steps.
@@ -82,13 +100,7 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
             images, labels = next(batches)
             train_step(images, labels)
 
-    @tf.function(input_signature=signature)
-    def test_step(images: tf.Tensor, labels: tf.Tensor) -> None:
-        logits = model(images, training=False)
-        test_loss.update_state(per_image_loss(labels, logits))
-        test_accuracy.update_state(labels, logits)
-
-    return Steps(train_steps, test_step, [train_loss, train_accuracy], [test_loss, test_accuracy])
+    return Steps(train_steps, tf.function(test_step, input_signature=signature), *metrics)
 
 
 @dataclass
@@ -97,15 +109,21 @@ class StopRequest:
 
     signum: int = 0
     previous: dict[int, Any] = field(default_factory=dict)
+    # Multi-worker: every worker's requests combined, so that all stop after the same step.
+    agree: Callable[[int], int] | None = None
+
+    def stopping(self) -> int:
+        """The signal to stop for, or 0 to carry on (the same on every worker)."""
+        return self.agree(self.signum) if self.agree else self.signum
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
+def stop_on_signals(agree: Callable[[int], int] | None = None) -> Iterator[StopRequest]:
     """While active, SIGINT/SIGTERM ask the loop to stop after the current step.
 
     A second SIGINT falls back to the default (KeyboardInterrupt) for an impatient user.
     """
-    request = StopRequest()
+    request = StopRequest(agree=agree)
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
@@ -155,7 +173,7 @@ class _NoProgress:
         pass
 
 
-def _train_steps(steps: Steps, batches: tf.data.Dataset, total: int, per_call: int,
+def _train_steps(steps: Steps, batches: Any, total: int, per_call: int,
                  bar: Progress, stop: StopRequest) -> int:
     """Run `total` training steps, `per_call` at a time; return how many ran.
 
@@ -164,7 +182,7 @@ def _train_steps(steps: Steps, batches: tf.data.Dataset, total: int, per_call: i
     iterator = iter(batches)
     count = 0
     try:
-        while count < total and not stop.signum:
+        while count < total and not stop.stopping():
             n = min(per_call, total - count)
             steps.train(iterator, tf.constant(n, dtype=tf.int64))
             count += n
@@ -174,8 +192,7 @@ def _train_steps(steps: Steps, batches: tf.data.Dataset, total: int, per_call: i
     return count
 
 
-def _test_pass(steps: Steps, batches: tf.data.Dataset | None
-               ) -> tuple[float | None, float | None]:
+def _test_pass(steps: Steps, batches: Any) -> tuple[float | None, float | None]:
     if batches is None:  # no held-out images (an image folder with --val-split 0)
         return None, None
     for metric in steps.test_metrics:
@@ -188,17 +205,29 @@ def _test_pass(steps: Steps, batches: tf.data.Dataset | None
 
 def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
         config: TrainConfig, run: RunDir, model_name: str, records: list[dict[str, Any]],
-        hooks: Hooks) -> list[dict[str, Any]]:
+        hooks: Hooks, distribution: Distribution | None = None) -> list[dict[str, Any]]:
     """Train from the state's (epoch, step) to `config.epochs`; write metrics, model, checkpoints.
 
-    `config.seed` must be set (the caller draws one if the user gave none).
+    `config.seed` must be set (the caller draws one if the user gave none). Under a
+    `distribution`, `steps` must come from make_steps with its strategy, and every worker
+    calls this alike; `run` is where this worker writes (a temporary one off the chief).
     """
     assert config.seed is not None
+    strategy = distribution.strategy if distribution else None
+
+    def feed(batches: tf.data.Dataset) -> Any:
+        return batches if strategy is None else distribute_dataset(strategy, batches)
+
     shuffle_buffer = config.shuffle_buffer or pipeline.default_shuffle_buffer(len(data.y_train))
     train_pairs = pipeline.array_dataset(data.x_train, data.y_train)
-    test_batches = (pipeline.eval_batches(pipeline.array_dataset(data.x_test, data.y_test),
-                                          config.eval_batch_size) if len(data.y_test) else None)
+    test_batches = (feed(pipeline.eval_batches(pipeline.array_dataset(data.x_test, data.y_test),
+                                               config.eval_batch_size))
+                    if len(data.y_test) else None)
     steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
+    if strategy is not None and 0 < len(data.y_train) % config.batch_size < distribution.replicas:
+        # A last batch smaller than the replica count leaves a replica with no images, and
+        # batch-norm statistics of nothing are NaN: that batch (< replicas images) is left out.
+        steps_per_epoch -= 1
     writers = {part: tf.summary.create_file_writer(str(run.logs / part))
                for part in ("train", "test")}
     records = list(records)
@@ -208,24 +237,26 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             metric.reset_state()
     seconds_before = float(state.seconds.numpy())
     started = time.perf_counter()
-    with stop_on_signals() as stop:
+    agree = distribution.agree_stop if distribution and distribution.multi_worker else None
+    with stop_on_signals(agree) as stop:
         for epoch in range(int(state.epoch.numpy()) + 1, config.epochs + 1):
             epoch_started = time.perf_counter()
-            batches = pipeline.train_batches(train_pairs, config.batch_size, shuffle_buffer,
-                                             config.seed, epoch, skip)
+            batches = feed(pipeline.train_batches(train_pairs, config.batch_size, shuffle_buffer,
+                                                  config.seed, epoch, skip))
             bar = hooks.progress(epoch, steps_per_epoch, skip) if hooks.progress else _NoProgress()
             ran = _train_steps(steps, batches, steps_per_epoch - skip, config.steps_per_call,
                                bar, stop)
             done = skip + ran
             train_phase = time.perf_counter() - epoch_started
-            if stop.signum:
+            signum = stop.stopping()
+            if signum:
                 state.step.assign(done)
                 state.seconds.assign(seconds_before + time.perf_counter() - started)
                 path = state.save()
                 raise TrainingInterrupted(
                     f"interrupted in epoch {epoch} after step {done}/{steps_per_epoch}; "
                     f"checkpoint saved to {path}; continue with: tfcnn train --resume {run.path}",
-                    stop.signum)
+                    signum)
             test_loss, test_accuracy = _test_pass(steps, test_batches)
             train_seconds = seconds_before + time.perf_counter() - started
             loss, accuracy = (float(m.result()) for m in steps.train_metrics)

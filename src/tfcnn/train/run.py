@@ -3,6 +3,8 @@
 `train_run(config, run_path, hooks)` is what `tfcnn train` calls. With `resume=True` it
 reads the state from the run directory's latest checkpoint and continues; with the same
 seed, the result is bit-for-bit the one an uninterrupted run gives on the CPU.
+Under a tf.distribute strategy (strategy.py) every worker calls it alike; the chief writes
+the run directory, the others a temporary copy that is removed at the end.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfcnn.config import TrainConfig
 from tfcnn.data.locate import LoadedDataset
 from tfcnn.data.source import load_training_data
-from tfcnn.errors import ModelSpecError, RunDirError
+from tfcnn.errors import ModelSpecError, RunDirError, TrainingInterrupted
 from tfcnn.models import notation
 from tfcnn.models.network import build_model
 from tfcnn.train.checkpoint import make_training_state, restore_latest
@@ -31,6 +34,7 @@ from tfcnn.train.rundir import (
     read_epoch_records,
     write_config,
 )
+from tfcnn.train.strategy import Distribution, create_distribution
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class RunInfo:
     parameters: int
     resumed_from: str | None
     skipped: list[tuple[str, str]]  # unreadable images left out of a folder dataset
+    distribution: str | None = None  # the strategy, described; None: the default (one device)
+    chief: bool = True               # False: another worker of a multi-worker run
 
 
 @dataclass(frozen=True)
@@ -91,44 +97,73 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int) -> float | Any:
 
 def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool = False,
               on_start: Callable[[RunInfo], None] | None = None,
-              dataset: LoadedDataset | None = None) -> RunResult:
-    """Train `config` into `run_path` (new, or resumed from its checkpoints)."""
+              dataset: LoadedDataset | None = None,
+              distribution: Distribution | None = None) -> RunResult:
+    """Train `config` into `run_path` (new, or resumed from its checkpoints).
+
+    `distribution`: the strategy to train under; None creates the one `config.strategy` asks
+    for (create it first for multi-worker: it must precede TensorFlow's device set-up).
+    """
     model_name, notation_str = notation.resolve_model(config.model)
+    dist = distribution or create_distribution(config.strategy)
     if config.seed is None:
-        config = config.replace(seed=secrets.randbelow(2**31))
+        config = config.replace(seed=dist.chief_seed(secrets.randbelow(2**31)))
     skipped: list[tuple[str, str]] = []
     if dataset is None:
         dataset, skipped = load_training_data(config)
     check_model_fits(notation_str, dataset)
-    image_shape = image_shape_of(dataset.x_train)
 
     run = RunDir(run_path)
-    if not resume and run.config.exists():
+    out = RunDir(dist.worker_dir(run.path))  # where this process writes
+    if not resume and dist.chief and run.config.exists():
         raise RunDirError(f"{run.path}: already holds a run (use --resume {run.path} "
                           "to continue it, or choose another --out)")
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_config(run, config, library_versions())
+    try:
+        with dist.worker_errors(run.path), dist.scope():
+            return _train(config, run, out, hooks, resume, on_start, dataset, skipped,
+                          model_name, notation_str, dist)
+    except TrainingInterrupted as exc:
+        if dist.chief:
+            raise
+        raise TrainingInterrupted(f"interrupted with the other workers; the chief saved a "
+                                  f"checkpoint; continue with: tfcnn train --resume {run.path}",
+                                  exc.exit_code - 128) from None
+    finally:
+        dist.remove_worker_dir(out.path)
 
+
+def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: bool,
+           on_start: Callable[[RunInfo], None] | None, dataset: LoadedDataset,
+           skipped: list[tuple[str, str]], model_name: str, notation_str: str,
+           dist: Distribution) -> RunResult:
+    """train_run's work, in the strategy's scope; this process writes to `out`."""
+    out.path.mkdir(parents=True, exist_ok=True)
+    write_config(out, config, library_versions())
+    image_shape = image_shape_of(dataset.x_train)
     model = build_model(notation_str, image_shape, dataset.class_names, config.seed,
                         preprocessing="mnist" if dataset.name == "mnist" else "scale",
                         dataset=dataset.name)
     steps_per_epoch = math.ceil(len(dataset.y_train[:config.limit_train]) / config.batch_size)
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch))
-    steps = make_steps(model, optimizer, image_shape)
-    state = make_training_state(run.checkpoints, model, optimizer, steps.train_metrics)
+    steps = make_steps(model, optimizer, image_shape, dist.strategy)
+    state = make_training_state(out.checkpoints, model, optimizer, steps.train_metrics)
     resumed_from = None
     records: list[dict[str, Any]] = []
-    if resume and state.manager.latest_checkpoint:
-        resumed_from = restore_latest(state)
+    # Every worker resumes from the chief's checkpoints (the others' own are temporary).
+    if resume and tf.train.latest_checkpoint(str(run.checkpoints)):
+        resumed_from = restore_latest(state, run.checkpoints)
         # metrics.json may be one epoch ahead if a kill came between it and the checkpoint.
         records = [r for r in read_epoch_records(run) if r["epoch"] <= int(state.epoch.numpy())]
+    dist.check_same_start(int(state.epoch.numpy()), int(state.step.numpy()), run.path)
 
     train_n, test_n = config.limit_train, config.limit_test
     data = FitData(dataset.x_train[:train_n], dataset.y_train[:train_n],
                    dataset.x_test[:test_n], dataset.y_test[:test_n])
     if on_start:
         on_start(RunInfo(config, run.path, dataset.source, len(data.y_train), len(data.y_test),
-                         model_name, model.count_params(), resumed_from, skipped))
-    records = fit(model, steps, state, data, config, run, model_name, records, hooks)
+                         model_name, model.count_params(), resumed_from, skipped,
+                         None if dist.strategy is None else dist.describe(), dist.chief))
+    records = fit(model, steps, state, data, config, out, model_name, records, hooks,
+                  dist if dist.strategy is not None else None)
     return RunResult(run.path, records, float(state.seconds.numpy()),
                      records[-1]["test_accuracy"] if records else None)
