@@ -41,3 +41,18 @@ def trained_mnist_run(shared_datasets_dir, tmp_path_factory) -> Path:
     config = TrainConfig(epochs=1, seed=0, data_dir=str(shared_datasets_dir))
     train_run(config, run_dir, Hooks())
     return run_dir
+
+
+
+# --- serving (tfcnn.serve) -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def served():
+    """A small untrained digit model wrapped for serving under the name "digits"."""
+    from tfcnn.models.network import build_model
+    from tfcnn.serve.model import from_keras
+
+    model = build_model("4C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0,
+                        preprocessing="mnist", dataset="mnist")
+    return from_keras(model, "digits")

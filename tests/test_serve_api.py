@@ -22,19 +22,10 @@ import numpy as np
 import pytest
 
 from tfcnn.serve.app import BackgroundServer, create_app
-from tfcnn.serve.model import ServedModel, from_keras
+from tfcnn.serve.model import ServedModel
 
-NAME = "digits"
+NAME = "digits"  # the name conftest's `served` model is served under
 LIMIT = 2**20  # a 1 MiB body limit, so the 413 tests send little
-
-
-@pytest.fixture(scope="module")
-def served() -> ServedModel:
-    from tfcnn.models.network import build_model
-
-    model = build_model("4C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0,
-                        preprocessing="mnist", dataset="mnist")
-    return from_keras(model, NAME)
 
 
 @pytest.fixture(scope="module")

@@ -18,18 +18,8 @@ from PIL import Image
 
 from support import draw_digit
 from tfcnn.serve.app import BackgroundServer, create_app
-from tfcnn.serve.model import ServedModel, from_keras
 
-NAME = "digits"
-
-
-@pytest.fixture(scope="module")
-def served() -> ServedModel:
-    from tfcnn.models.network import build_model
-
-    model = build_model("4C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0,
-                        preprocessing="mnist", dataset="mnist")
-    return from_keras(model, NAME)
+NAME = "digits"  # the name conftest's `served` model is served under
 
 
 @pytest.fixture(scope="module")
