@@ -16,7 +16,8 @@ from types import ModuleType
 
 
 @contextlib.contextmanager
-def _stderr_to_devnull() -> Iterator[None]:
+def stderr_to_devnull() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the duration (C++ logs included)."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -40,7 +41,7 @@ def import_tensorflow() -> ModuleType:
         stderr_fd_ok = os.fstat(2) is not None
     except OSError:
         stderr_fd_ok = False
-    with _stderr_to_devnull() if stderr_fd_ok else contextlib.nullcontext():
+    with stderr_to_devnull() if stderr_fd_ok else contextlib.nullcontext():
         import tensorflow as tf
 
         tf.config.list_logical_devices()

@@ -255,7 +255,7 @@ def _multi_worker_strategy(cluster: Cluster, environ: Mapping[str, str] | None) 
     quiet = os.environ.get("TFCNN_TF_LOGS") != "1" and "tensorflow" not in sys.modules
     # tfenv's own hiding of TensorFlow's start-up lines; import_tensorflow() itself cannot be
     # used here, as it initialises the devices, after which the strategy cannot be created.
-    with tfenv._stderr_to_devnull() if quiet else contextlib.nullcontext():
+    with tfenv.stderr_to_devnull() if quiet else contextlib.nullcontext():
         import tensorflow as tf
 
         _bound_cluster_start(cluster, wait)
