@@ -35,7 +35,25 @@ def test_unknown_keys_are_rejected_with_the_source():
 
 
 def test_schedule_and_warmup_are_validated():
-    with pytest.raises(ConfigError, match="^schedule: expected one of constant, onecycle"):
-        TrainConfig(schedule="cosine")
+    with pytest.raises(ConfigError, match="^schedule: expected one of constant, onecycle, cosine"):
+        TrainConfig(schedule="linear")
     with pytest.raises(ConfigError, match="^warmup: expected a fraction"):
         TrainConfig(schedule="onecycle", warmup=1.5)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("weight_decay", -0.1, "^weight_decay: expected a number >= 0"),
+    ("shift", -1, "^shift: expected a number >= 0"),
+    ("rotate", "10", "^rotate: expected a number >= 0"),
+    ("zoom", 1.0, "^zoom: expected a fraction below 1"),
+    ("label_smoothing", 1.0, "^label_smoothing: expected a fraction from 0 to below 1"),
+])
+def test_regularisation_and_augmentation_settings_are_validated(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_precision_is_validated():
+    assert TrainConfig(precision="mixed_bfloat16").precision == "mixed_bfloat16"
+    with pytest.raises(ConfigError, match="^precision: expected one of float32, mixed_bfloat16"):
+        TrainConfig(precision="float16")

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 
 from support import load_weights, same_weights, tiny_digits
@@ -126,3 +127,81 @@ def test_onecycle_schedule_warms_up_then_decays_to_zero():
     assert rates[1] < rates[2] and rates[3] < rates[2]
     assert rates[4] == pytest.approx(0.0, abs=1e-9)
     assert learning_rate(TrainConfig(lr=0.003), 50) == 0.003
+
+
+def test_cosine_schedule_starts_at_lr_and_decays_to_zero():
+    from tfcnn.train.run import learning_rate
+
+    schedule = learning_rate(TrainConfig(lr=0.01, schedule="cosine", epochs=2), 50)
+    rates = [float(schedule(step)) for step in (0, 50, 100)]
+    assert rates[0] == pytest.approx(0.01)
+    assert rates[1] == pytest.approx(0.005)
+    assert rates[2] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_weight_decay_shrinks_conv_and_dense_kernels_but_not_batch_norm(tmp_path):
+    # lr tiny: the gradients barely move the weights, the decay (x lr x 1e4) dominates.
+    import keras
+
+    from tfcnn.train.run import make_optimizer
+
+    assert type(make_optimizer(TrainConfig(), 10)) is keras.optimizers.Adam
+    plain = train_tiny(tmp_path, "plain", epochs=1, lr=1e-6)
+    decayed = train_tiny(tmp_path, "decayed", epochs=1, lr=1e-6, weight_decay=1e4)
+    from tfcnn.models.network import load_model
+
+    a, b = load_model(plain.run_dir / "model.keras"), load_model(decayed.run_dir / "model.keras")
+    for va, vb in zip(a.trainable_variables, b.trainable_variables, strict=True):
+        norm_a, norm_b = float(np.linalg.norm(va.numpy())), float(np.linalg.norm(vb.numpy()))
+        if va.path.endswith("kernel"):
+            assert norm_b < 0.99 * norm_a, va.path
+        else:  # biases and batch-norm gamma/beta are excluded from the decay
+            assert norm_b == pytest.approx(norm_a, rel=1e-3, abs=1e-4), va.path
+
+
+def test_label_smoothing_raises_the_training_loss_floor(tmp_path):
+    # A smoothed target cannot be matched with zero loss: the minimum is the target's entropy.
+    plain = train_tiny(tmp_path, "plain", epochs=6)
+    smooth = train_tiny(tmp_path, "smooth", epochs=6, label_smoothing=0.2)
+    floor = -(0.82 * np.log(0.82) + 9 * 0.02 * np.log(0.02))
+    assert smooth.epochs[-1]["loss"] > floor > plain.epochs[-1]["loss"]
+    assert smooth.test_accuracy >= 0.8
+
+
+def test_augmented_training_is_repeatable_and_differs_from_plain(tmp_path):
+    settings = {"epochs": 2, "shift": 2.0, "rotate": 10.0}
+    one = train_tiny(tmp_path, "one", **settings)
+    two = train_tiny(tmp_path, "two", **settings)
+    plain = train_tiny(tmp_path, "plain", epochs=2)
+    w1, w2 = load_weights(one.run_dir / "model.keras"), load_weights(two.run_dir / "model.keras")
+    assert same_weights(w1, w2)
+    assert not same_weights(w1, load_weights(plain.run_dir / "model.keras"))
+
+
+def test_validation_split_keeps_the_best_epoch_and_tests_once(tmp_path):
+    from tfcnn.data.source import with_validation_split
+    from tfcnn.models.network import load_model, probabilities
+
+    data = with_validation_split(tiny_digits(n_train=400, n_test=100), 0.25, seed=1)
+    config = TrainConfig(model=SMALL, epochs=4, batch_size=16, seed=1, lr=0.05, val_split=0.25)
+    result = train_run(config, tmp_path / "run", Hooks(), dataset=data)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    epochs = metrics["epochs"]
+    assert all(e["test_loss"] is None and e["test_accuracy"] is None for e in epochs)
+    assert all(0 <= e["val_accuracy"] <= 1 for e in epochs)
+    best = max(epochs, key=lambda e: (e["val_accuracy"], -e["val_loss"], -e["epoch"]))
+    assert metrics["best_epoch"] == best["epoch"]
+    # model.keras holds the best epoch's weights: its validation accuracy is that epoch's,
+    # and the one test figure is that model's accuracy on the test set.
+    model = load_model(result.run_dir / "model.keras")
+
+    def accuracy(x, y):
+        probs = probabilities(model, (x[..., None] / 255).astype(np.float32))
+        return float(np.mean(np.argmax(probs, axis=1) == y))
+
+    assert accuracy(data.x_val, data.y_val) == pytest.approx(best["val_accuracy"], abs=1e-6)
+    assert metrics["test_accuracy"] == pytest.approx(accuracy(data.x_test, data.y_test),
+                                                     abs=1e-6)
+    assert result.test_accuracy == metrics["test_accuracy"]
+    with (result.run_dir / "metrics.csv").open() as f:
+        assert "val_accuracy" in next(csv.reader(f))

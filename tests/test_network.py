@@ -97,3 +97,22 @@ def test_relu_moved_after_the_pool_computes_the_same_as_relu_then_pool():
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(reference(x)))
     names = [layer.name for layer in model.stack]
     assert names[:3] == ["conv1", "pool1", "relu1"]  # the second conv keeps its own ReLU
+
+
+def test_mixed_bfloat16_computes_in_bf16_gives_float32_logits_and_reloads_as_float32(tmp_path):
+    notation = "8C3-P2-BN-DO10-D16-D10"
+    mixed = build_model(notation, (28, 28, 1), tuple("0123456789"), 3,
+                        precision="mixed_bfloat16")
+    plain = build_model(notation, (28, 28, 1), tuple("0123456789"), 3)
+    hidden = [layer for layer in mixed.stack if layer.name != "logits"]
+    assert all(layer.compute_dtype == "bfloat16" for layer in hidden)
+    assert all(v.dtype == "float32" for v in mixed.weights)  # weights stay float32
+    x = np.random.default_rng(0).random((16, 28, 28, 1)).astype(np.float32)
+    logits = mixed(x, training=False)
+    assert logits.dtype == "float32"
+    # Same initial weights; bf16 arithmetic keeps about 3 significant digits.
+    assert np.allclose(logits.numpy(), plain(x, training=False).numpy(), atol=0.05)
+    mixed.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert all(layer.compute_dtype == "float32" for layer in loaded.stack)
+    assert np.allclose(loaded(x).numpy(), plain(x).numpy(), atol=1e-5)

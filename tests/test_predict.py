@@ -161,6 +161,44 @@ def test_scale_models_get_their_own_input_size_and_channels(tmp_path):
     assert all(r["label"] in ("cat", "dog", "fox") and len(r["top_k"]) == 2 for r in results)
 
 
+# --- --tta -------------------------------------------------------------------------------------
+
+
+def _shift(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    # Zero padding, then the shifted window: independent of tfcnn.tta's slicing.
+    h, w = batch.shape[1:3]
+    padded = np.pad(batch, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return padded[:, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+
+
+def test_tta_averages_the_prepared_image_and_its_one_pixel_shifts(tmp_path, small_model,
+                                                                  capsys):
+    from tfcnn.cli import main
+    from tfcnn.models.network import load_model, probabilities
+    from tfcnn.preprocess import load_image, prepare
+
+    paths = _write_images(tmp_path, ["a.png", "b.jpg", "c.png"])
+    model = load_model(small_model)
+    batch = np.stack([prepare(load_image(p), "mnist", (28, 28, 1)) for p in paths])
+    copies = [_shift(batch, dy, dx) for dy, dx in [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]]
+    expected = np.mean([np.asarray(probabilities(model, c), np.float64) for c in copies], axis=0)
+    plain = np.asarray(probabilities(model, batch), np.float64)
+    assert not np.allclose(expected, plain, atol=1e-4)  # the shifts do change the answer
+
+    results = predict_files(small_model, paths, top_k=10, tta=True)
+    for result, row in zip(results, expected, strict=True):
+        assert result["index"] == int(row.argmax())
+        got = {t["label"]: t["probability"] for t in result["top_k"]}
+        assert [got[name] for name in NAMES] == pytest.approx(row.tolist(), abs=1e-6)
+    # Without --tta, the plain probabilities, as before.
+    for result, row in zip(predict_files(small_model, paths, top_k=1), plain, strict=True):
+        assert result["probability"] == pytest.approx(row.max(), abs=1e-6)
+    # The CLI flag gives the same answers.
+    assert main(["predict", str(small_model), *map(str, paths), "--tta", "--json",
+                 "--top-k", "10"]) == 0
+    assert json.loads(capsys.readouterr().out) == results
+
+
 # --- the trained network on drawn digits -----------------------------------------------------
 
 

@@ -68,5 +68,27 @@ def test_folder_run_without_held_out_images_reports_no_test_metrics(tmp_path):
 def test_cli_rejects_folder_options_for_mnist(capsys):
     from tfcnn.cli import main
 
-    assert main(["train", "--val-split", "0.2"]) == 2
-    assert "--val-split: only for image-folder datasets" in capsys.readouterr().err
+    assert main(["train", "--image-size", "32"]) == 2
+    assert "--image-size: only for image-folder datasets" in capsys.readouterr().err
+
+
+def test_val_split_of_a_registered_dataset_comes_from_its_training_set():
+    import numpy as np
+
+    from support import tiny_digits
+    from tfcnn.data.source import with_validation_split
+
+    data = tiny_digits(n_train=500, n_test=50)
+    split = with_validation_split(data, 0.2, seed=4)
+    assert len(split.y_val) == 100 and len(split.y_train) == 400
+    assert split.x_test is data.x_test and split.y_test is data.y_test  # untouched
+    for label in range(10):  # stratified: each class keeps its share
+        share = (split.y_val == label).sum() / max(1, (data.y_train == label).sum())
+        assert abs(share - 0.2) < 0.05
+    # Disjoint and complete: every training image lands in exactly one part.
+    rows = {img.tobytes() for img in data.x_train}
+    assert {img.tobytes() for img in split.x_train} | {img.tobytes() for img in split.x_val} == rows
+    assert not {img.tobytes() for img in split.x_train} & {img.tobytes() for img in split.x_val}
+    again = with_validation_split(data, 0.2, seed=4)
+    assert np.array_equal(again.x_val, split.x_val)
+    assert with_validation_split(data, None, seed=4) is data

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tfcnn import __version__
+from tfcnn.cli_parser import build_parser
 from tfcnn.config import TrainConfig
 from tfcnn.errors import (
     EXIT_INTERRUPTED,
@@ -26,136 +26,8 @@ from tfcnn.errors import (
     TrainingInterrupted,
 )
 
-_DEFAULTS = TrainConfig()
 # Settings a resumed run may change; the rest come from the run's config.json.
 _RESUMABLE_OVERRIDES = ("epochs", "data_dir", "steps_per_call")
-
-
-def _add_train_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "train", help="train a model (defaults reproduce the tutorial)",
-        description="Train a CNN with a custom tf.GradientTape loop. With no options this is "
-                    "the tutorial's run: MNIST, its network, Adam, batch 32, 5 epochs.")
-    p.add_argument("--preset", help="a measured recipe whose settings fill in the flags not "
-                                    "given: tutorial (the defaults) or fast")
-    p.add_argument("--dataset", help=f"mnist, fashion_mnist, or folder:PATH (one sub-folder "
-                                     f"of images per class) (default {_DEFAULTS.dataset})")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="folder with mnist/ and fashion_mnist/ (or the four IDX files); "
-                        "default: $TFCNN_DATA_DIR, then caches, then download")
-    p.add_argument("--model", help=f"preset name or layer notation such as "
-                                   f"'32C3-P2-D128-D10' (default {_DEFAULTS.model})")
-    p.add_argument("--epochs", type=int, help=f"passes over the training set "
-                                              f"(default {_DEFAULTS.epochs})")
-    p.add_argument("--batch-size", type=int,
-                   help=f"images per training step (default {_DEFAULTS.batch_size})")
-    p.add_argument("--lr", type=float, help=f"Adam (peak) learning rate (default {_DEFAULTS.lr})")
-    p.add_argument("--schedule", choices=("constant", "onecycle"),
-                   help="learning rate schedule: constant, or onecycle (linear warm-up to --lr, "
-                        "then cosine decay to 0) (default constant)")
-    p.add_argument("--warmup", type=float, metavar="F",
-                   help=f"onecycle: fraction of the steps spent warming up "
-                        f"(default {_DEFAULTS.warmup})")
-    p.add_argument("--seed", type=int, help="random seed; the same seed gives the same run "
-                                            "(default: a random one, recorded in config.json)")
-    p.add_argument("--shuffle-buffer", type=int, metavar="N",
-                   help="shuffle buffer in images (default: a quarter of the training set)")
-    p.add_argument("--eval-batch-size", type=int, metavar="N",
-                   help=f"images per test step (default {_DEFAULTS.eval_batch_size})")
-    p.add_argument("--limit-train", type=int, metavar="N",
-                   help="use only the first N training images (quick checks)")
-    p.add_argument("--limit-test", type=int, metavar="N",
-                   help="use only the first N test images")
-    p.add_argument("--steps-per-call", type=int, metavar="N",
-                   help=f"training steps per compiled call; only speed changes "
-                        f"(default {_DEFAULTS.steps_per_call})")
-    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"),
-                   help="tf.distribute strategy: default (one device), mirrored (local GPUs), "
-                        "multi-worker (TF_CONFIG), auto (picks one) (default auto)")
-    p.add_argument("--out", metavar="DIR",
-                   help="run directory (default runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)")
-    p.add_argument("--resume", metavar="DIR",
-                   help="continue the run in DIR from its last checkpoint "
-                        "(--epochs may raise the target)")
-    p.add_argument("--quiet", action="store_true", help="print only the run directory")
-    folder = p.add_argument_group("image-folder datasets (--dataset folder:PATH)")
-    folder.add_argument("--image-size", metavar="N|HxW",
-                        help="resize every image to N x N or H x W (default 28)")
-    colour = folder.add_mutually_exclusive_group()
-    colour.add_argument("--grayscale", dest="grayscale", action="store_const", const=True,
-                        help="one channel (default)")
-    colour.add_argument("--rgb", dest="grayscale", action="store_const", const=False,
-                        help="three colour channels")
-    folder.add_argument("--val-split", type=float, metavar="F",
-                        help="fraction of each class held out for testing, seeded "
-                             "(default 0.1)")
-
-
-def _add_use_parsers(commands: argparse._SubParsersAction) -> None:
-    source_help = "a run directory (its model.keras) or a .keras model file"
-    p = commands.add_parser("evaluate", help="test metrics, per-class table, confusion plots",
-                            description="Evaluate a trained model on its dataset's test set and "
-                                        "write a report (tables and PNG plots).")
-    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
-    p.add_argument("--preset", help="a measured recipe whose settings fill in the flags not "
-                                    "given: tutorial (the defaults) or fast")
-    p.add_argument("--dataset", help="mnist, fashion_mnist or folder:PATH to evaluate on "
-                                     "(default: the model's own)")
-    p.add_argument("--data-dir", metavar="DIR", help="data folder (as for train)")
-    p.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/report)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-    p = commands.add_parser("predict", help="classify image files, folders or glob patterns",
-                            description="Predict the class of each image. Digit models get "
-                                        "MNIST-style preprocessing (invert, crop, centre).")
-    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
-    p.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or globs")
-    p.add_argument("--top-k", type=int, default=3, metavar="K",
-                   help="how many of the most likely classes to list (default 3)")
-    form = p.add_mutually_exclusive_group()
-    form.add_argument("--json", action="store_true", help="print a JSON list")
-    form.add_argument("--csv", action="store_true", help="print CSV rows")
-    p.add_argument("--no-preprocess", action="store_true",
-                   help="only resize to the model's input (no inversion, crop or centring)")
-
-    p = commands.add_parser("serve", help="web page to draw a digit, and HTTP prediction APIs",
-                            description="Serve a model over HTTP: a drawing page at /, the "
-                                        "TensorFlow Serving REST API (/v1), the Open Inference "
-                                        "Protocol v2 (/v2) and POST /predict for image uploads.")
-    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--name", help="model name in the API paths (default: the run's name)")
-    p.add_argument("--max-body-mb", type=float, default=10.0, metavar="MB",
-                   help="largest request body accepted, in MiB (default 10; larger: 413)")
-    p.add_argument("--batch-window-ms", type=float, default=2.0, metavar="MS",
-                   help="how long a batch waits for more concurrent requests (default 2)")
-
-    p = commands.add_parser("export", help="export a model: keras, saved_model or tflite",
-                            description="Write the model in a deployable format. The exported "
-                                        "model outputs class probabilities.")
-    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
-    p.add_argument("--format", required=True, choices=("keras", "saved_model", "tflite"))
-    p.add_argument("--quantize", default="none", choices=("none", "dynamic", "float16"),
-                   help="TFLite weight quantization (default none)")
-    p.add_argument("--out", required=True, metavar="PATH", help="file or folder to write")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tfcnn", description="Train, evaluate and serve CNN image classifiers "
-                                  "(TensorFlow 2 / Keras 3).")
-    parser.add_argument("--version", action="version", version=f"tfcnn {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_train_parser(commands)
-    _add_use_parsers(commands)
-    doctor = commands.add_parser("doctor", help="check the TensorFlow install, devices and data",
-                                 description="Report TensorFlow and Keras versions, GPUs, CPU "
-                                             "threads and where each dataset would load from.")
-    doctor.add_argument("--data-dir", metavar="DIR", help="data folder to check as well")
-    doctor.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -198,8 +70,18 @@ class _Printer:
         print(f"TensorFlow {tf.__version__} on {device}")
         print(f"Data: {c.dataset} from {info.dataset_source} "
               f"({info.num_train:,} train, {info.num_test:,} test images)")
+        optimizer = f"AdamW (decay {c.weight_decay})" if c.weight_decay else "Adam"
         print(f"Model: {info.model_name} ({info.parameters:,} parameters); "
-              f"Adam lr {c.lr}, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}")
+              f"{optimizer} lr {c.lr}, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}")
+        extras = [f"{c.schedule} schedule" if c.schedule != "constant" else "",
+                  f"label smoothing {c.label_smoothing}" if c.label_smoothing else "",
+                  describe_augmentation(c),
+                  f"{c.precision} precision" if c.precision != "float32" else ""]
+        if any(extras):
+            print("Training: " + "; ".join(e for e in extras if e))
+        if info.num_val:
+            print(f"Validation: {info.num_val:,} training images held out (--val-split "
+                  f"{c.val_split}); the best epoch is kept, the test set is used at the end")
         if info.distribution:
             print(f"Strategy: {info.distribution}")
         if info.skipped:
@@ -220,20 +102,38 @@ class _Printer:
     def epoch_end(self, r: dict[str, Any]) -> None:
         if self.quiet:
             return
-        test = (f"test loss {r['test_loss']:.4f}, test accuracy {100 * r['test_accuracy']:.2f}%"
-                if r["test_loss"] is not None else "no test images")
+        if r.get("val_loss") is not None:
+            test = (f"val loss {r['val_loss']:.4f}, "
+                    f"val accuracy {100 * r['val_accuracy']:.2f}%")
+        elif r["test_loss"] is not None:
+            test = (f"test loss {r['test_loss']:.4f}, "
+                    f"test accuracy {100 * r['test_accuracy']:.2f}%")
+        else:
+            test = "no test images"
         print(f"Epoch {r['epoch']}/{self.epochs}: loss {r['loss']:.4f}, "
               f"accuracy {100 * r['accuracy']:.2f}%, {test} "
               f"({r['seconds']:.1f} s, {r['images_per_second']:,.0f} images/s)", flush=True)
 
 
+def describe_augmentation(c: TrainConfig) -> str:
+    parts = [f"shift {c.shift:g} px" if c.shift else "", f"rotate {c.rotate:g} deg" if c.rotate
+             else "", f"zoom {c.zoom:g}" if c.zoom else "", "mirror" if c.hflip else ""]
+    given = [p for p in parts if p]
+    return f"augmentation: {', '.join(given)}" if given else ""
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tfcnn.data.source import check_dataset_setting
     from tfcnn.models.notation import resolve_model
+    from tfcnn.train.ensemble import check_ensemble, ensemble_size
 
+    ensemble = ensemble_size(args.ensemble, args.resume)  # None: one plain run
     config = _config_from_args(args)
     # Fail fast on names, before TensorFlow takes seconds to load.
     model_name, _ = resolve_model(config.model)
+    if ensemble is not None:
+        check_ensemble(ensemble, config)
+        model_name = f"{model_name}-ensemble{ensemble}"  # in the default run directory's name
     check_dataset_setting(config)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise ConfigError(f"--data-dir {config.data_dir}: no such directory")
@@ -254,6 +154,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         run_path = Path(config.out) if config.out else default_run_path(config, model_name)
     printer = _Printer(config.epochs, args.quiet)
+    if ensemble is not None:
+        return _train_ensemble(config, run_path, ensemble, args.resume is not None, printer,
+                               distribution)
     result = train_run(config, run_path, Hooks(printer.progress, printer.epoch_end),
                        resume=args.resume is not None, on_start=printer.start,
                        distribution=distribution)
@@ -266,28 +169,55 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_ensemble(config: TrainConfig, run_path: Path, size: int, resume: bool,
+                    printer: _Printer, distribution: Any) -> int:
+    from tfcnn.train.ensemble import train_ensemble
+    from tfcnn.train.loop import Hooks
+
+    def say(line: str) -> None:
+        if not printer.quiet:
+            print(line, flush=True)
+
+    result = train_ensemble(config, run_path, size, Hooks(printer.progress, printer.epoch_end),
+                            resume=resume, on_start=printer.start, on_member=say,
+                            distribution=distribution)
+    if result.test_accuracy is not None:
+        members = ", ".join(f"{100 * m['test_accuracy']:.2f}%" for m in result.members)
+        say(f"Ensemble of {size}: test accuracy {100 * result.test_accuracy:.2f}%, "
+            f"test loss {result.test_loss:.4f} (members: {members})")
+    print(f"Run directory: {result.run_dir}")
+    return 0
+
+
 # The keys of `tfcnn evaluate --json`, a format that tools read.
 EVALUATE_JSON_KEYS = ("test_accuracy", "test_loss", "per_class", "confusion_matrix")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tfcnn.tfenv import import_tensorflow
-    from tfcnn.train.rundir import resolve_model_file
+    from tfcnn.train.ensemble import resolve_model_files
 
-    model_file = resolve_model_file(args.source)
+    model_files = resolve_model_files(args.source)
     if args.dataset is not None:  # a typo should not wait for TensorFlow to load
         from tfcnn.data.source import check_dataset_setting
 
         check_dataset_setting(TrainConfig(dataset=args.dataset))
     import_tensorflow()
-    from tfcnn.evaluate import evaluate_model, format_evaluation
+    if len(model_files) == 1 and not args.tta:  # one model: the plain report
+        from tfcnn.evaluate import evaluate_model, format_evaluation
 
-    report = evaluate_model(model_file, dataset=args.dataset, data_dir=args.data_dir,
-                            out_dir=Path(args.out) if args.out else None)
-    if args.json:
-        print(json.dumps({key: report[key] for key in EVALUATE_JSON_KEYS}))
+        report = evaluate_model(model_files[0], dataset=args.dataset, data_dir=args.data_dir,
+                                out_dir=Path(args.out) if args.out else None)
+        keys, text = EVALUATE_JSON_KEYS, format_evaluation
     else:
-        print(format_evaluation(report))
+        from tfcnn import evaluate_ensemble as ens
+
+        out = (Path(args.out) if args.out
+               else ens.default_report_dir(args.source[0], len(model_files), args.tta))
+        report = ens.evaluate_ensemble(model_files, out_dir=out, dataset=args.dataset,
+                                       data_dir=args.data_dir, tta=args.tta)
+        keys, text = (*EVALUATE_JSON_KEYS, *ens.JSON_KEYS), ens.format_ensemble
+    print(json.dumps({key: report[key] for key in keys}) if args.json else text(report))
     return 0
 
 
@@ -302,7 +232,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     paths = expand_inputs(args.paths)
     import_tensorflow()
     results = predict_files(model_file, paths, top_k=args.top_k,
-                            preprocess=not args.no_preprocess)
+                            preprocess=not args.no_preprocess, tta=args.tta)
     if args.json:
         print(json.dumps(results, indent=2))
     elif args.csv:

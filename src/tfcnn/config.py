@@ -12,8 +12,9 @@ from typing import Any
 
 from tfcnn.errors import ConfigError
 
-SCHEDULES = ("constant", "onecycle")
+SCHEDULES = ("constant", "onecycle", "cosine")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,21 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 32              # images per training step
     lr: float = 0.001                 # Adam's (peak) learning rate (Keras default, as the tutorial)
-    schedule: str = "constant"        # "constant", or "onecycle": warm up to lr, cosine to 0
+    schedule: str = "constant"        # "constant"; "onecycle": warm up to lr, cosine to 0;
+                                      # "cosine": cosine from lr to 0
     warmup: float = 0.2               # onecycle: fraction of all steps spent warming up
+    weight_decay: float = 0.0         # > 0: AdamW with this decoupled decay (times the lr)
+    label_smoothing: float = 0.0      # training loss only; the reported test loss is plain
+    # In-graph augmentation of each training batch (data/augment.py); 0 / False: none.
+    shift: float = 0.0                # pixels, either way, each axis
+    rotate: float = 0.0               # degrees, either way
+    zoom: float = 0.0                 # relative: 0.1 zooms 90% to 110%
+    hflip: bool = False               # random left-right mirror (clothes, not digits)
     seed: int | None = None           # None: a random seed is drawn and recorded in config.json
     shuffle_buffer: int | None = None  # images; None: a quarter of the training set (tutorial)
     eval_batch_size: int = 1000       # images per test step: any size gives the same metrics
     steps_per_call: int = 50          # training steps per tf.function call; same maths as 1
+    precision: str = "float32"        # or "mixed_bfloat16": bf16 compute, float32 weights
     strategy: str = "auto"            # tf.distribute: auto, default, mirrored, multi-worker
     out: str | None = None            # run directory; None: runs/<dataset>-<model>-<time>
     limit_train: int | None = None    # use only the first N training images (quick checks)
@@ -38,7 +48,10 @@ class TrainConfig:
     # Image-folder datasets only (--dataset folder:PATH):
     image_size: str | None = None     # "28" or "HxW"; None: 28x28
     grayscale: bool = True            # False: RGB
-    val_split: float | None = None    # held-out fraction per class; None: 0.1
+    # Folders: the held-out (test) fraction per class, None: 0.1. Registered datasets: a
+    # validation split of the training set; epochs then report validation metrics, the best
+    # epoch by validation is kept, and the test set is used once, for the final report.
+    val_split: float | None = None
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -59,11 +72,23 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: expected one of {', '.join(SCHEDULES)}, "
                               f"got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, "
+                              f"got {self.precision!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}, "
                               f"got {self.strategy!r}")
         if not isinstance(self.warmup, int | float) or not 0 <= self.warmup < 1:
             raise ConfigError(f"warmup: expected a fraction from 0 to below 1, got {self.warmup!r}")
+        for field in ("weight_decay", "shift", "rotate", "zoom"):
+            value = getattr(self, field)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{field}: expected a number >= 0, got {value!r}")
+        if not isinstance(self.label_smoothing, int | float) or not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing: expected a fraction from 0 to below 1, "
+                              f"got {self.label_smoothing!r}")
+        if self.zoom >= 1:
+            raise ConfigError(f"zoom: expected a fraction below 1, got {self.zoom!r}")
         if not isinstance(self.lr, int | float) or not self.lr > 0:
             raise ConfigError(f"lr: expected a positive number, got {self.lr!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):

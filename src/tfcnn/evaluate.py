@@ -3,8 +3,8 @@
 `evaluate_model` is what `tfcnn evaluate` calls: it loads the model and the test set, runs
 the model in batches, and writes the report folder (evaluation.json, evaluation.txt and
 the PNG figures of `tfcnn.plots`). `format_evaluation` renders a report as text.
-The metric helpers (`confusion_matrix`, `per_class_metrics`, `average_metrics`,
-`most_confused`) are plain numpy, so tests check them on hand-made arrays.
+`build_report` and `write_report` are shared with `tfcnn.evaluate_ensemble` (ensembles, TTA).
+The metric helpers live in `tfcnn.metrics` (plain numpy).
 
 The test loss is defined as in training (`tfcnn.train.loop`): the mean over images of the
 sparse categorical cross-entropy computed from the logits, on inputs scaled by the same
@@ -28,80 +28,19 @@ from tfcnn.data.registry import get_dataset_info
 from tfcnn.data.source import load_training_data
 from tfcnn.errors import ConfigError, DatasetError, ModelSpecError, RunDirError
 from tfcnn.fsutil import atomic_write_json, atomic_write_text
+from tfcnn.metrics import average_metrics, confusion_matrix, most_confused, per_class_metrics
 from tfcnn.models.network import load_model
 from tfcnn.plots import plot_confusion_matrix, plot_training_curves, plot_worst_images
 from tfcnn.train.rundir import RunDir, read_config, read_epoch_records
 
 BATCH_SIZE = 1000  # images per forward pass: any size gives the same numbers
 WORST_IMAGES = 25  # tiles in worst_images.png (a 5 x 5 grid)
-MOST_CONFUSED = 5  # pairs listed under "most confused"
-
-
-# --- metrics (numpy only) ----------------------------------------------------------------
-
-def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
-    """(num_classes, num_classes) int64 counts: rows are true classes, columns predictions."""
-    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"{y_true.size} true labels but {y_pred.size} predictions")
-    for name, y in (("true label", y_true), ("prediction", y_pred)):
-        if y.size and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"{name} out of range 0..{num_classes - 1}: "
-                             f"{int(y.min())}..{int(y.max())}")
-    flat = y_true.astype(np.int64) * num_classes + y_pred.astype(np.int64)
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes)
-
-
-def _ratio(num: float, den: float) -> float:
-    # A class never predicted (or absent) has no defined precision (recall); report 0.0,
-    # as scikit-learn's zero_division=0 does, so the JSON never holds NaN.
-    return float(num / den) if den else 0.0
-
-
-def per_class_metrics(cm: Any, class_names: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
-    """Precision, recall, F1 and support of every class, in class order."""
-    cm = np.asarray(cm)
-    if cm.shape != (len(class_names), len(class_names)):
-        raise ValueError(f"confusion matrix of shape {cm.shape} for {len(class_names)} classes")
-    rows = []
-    for i, name in enumerate(class_names):
-        tp = int(cm[i, i])
-        precision = _ratio(tp, int(cm[:, i].sum()))
-        recall = _ratio(tp, int(cm[i, :].sum()))
-        rows.append({"class": str(name), "precision": round(precision, 6),
-                     "recall": round(recall, 6),
-                     "f1": round(_ratio(2 * precision * recall, precision + recall), 6),
-                     "support": int(cm[i, :].sum())})
-    return rows
-
-
-def average_metrics(per_class: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Macro (plain mean over classes) and weighted (by support) precision, recall and F1."""
-    total = sum(r["support"] for r in per_class)
-    out = {}
-    for kind in ("macro", "weighted"):
-        weights = [1.0 if kind == "macro" else r["support"] for r in per_class]
-        out[kind] = {key: round(_ratio(sum(w * r[key] for w, r in zip(weights, per_class,
-                                                                       strict=True)),
-                                       len(per_class) if kind == "macro" else total), 6)
-                     for key in ("precision", "recall", "f1")}
-    return out
-
-
-def most_confused(cm: Any, class_names: list[str] | tuple[str, ...],
-                  k: int = MOST_CONFUSED) -> list[dict[str, Any]]:
-    """The k largest off-diagonal cells (ties in class order); zero counts are left out."""
-    cm = np.asarray(cm)
-    pairs = [(-int(cm[i, j]), i, j) for i in range(len(cm)) for j in range(len(cm))
-             if i != j and cm[i, j] > 0]
-    return [{"true": str(class_names[i]), "predicted": str(class_names[j]), "count": -neg}
-            for neg, i, j in sorted(pairs)[:k]]
 
 
 # --- running the model -------------------------------------------------------------------
 
-def _load(model_file: Path) -> keras.Model:
+def load_checked_model(model_file: Path) -> keras.Model:
+    """The tfcnn model in `model_file`; anything else is a one-line error naming the file."""
     try:
         model = load_model(model_file)
     except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
@@ -113,7 +52,8 @@ def _load(model_file: Path) -> keras.Model:
     return model
 
 
-def _run_dir_of(model_file: Path) -> RunDir | None:
+def run_dir_of(model_file: Path) -> RunDir | None:
+    """The run directory holding `model_file` as its model.keras, else None."""
     run = RunDir(model_file.parent)
     return run if model_file.name == run.model.name and run.config.is_file() else None
 
@@ -195,46 +135,26 @@ def _predict(model: keras.Model, images: np.ndarray, labels: np.ndarray,
     return np.concatenate(logits), np.concatenate(losses)
 
 
-def _write_plots(out: Path, test: EvalSet, cm: np.ndarray, probs: np.ndarray,
-                 worst: np.ndarray, run: RunDir | None) -> dict[str, str]:
-    names = list(test.class_names)
-    files = {"confusion_matrix": str(plot_confusion_matrix(
-        cm, names, out / "confusion_matrix.png", title=f"Confusion matrix, {test.name}"))}
-    pred = probs.argmax(axis=1)
-    files["worst_images"] = str(plot_worst_images(
-        test.images[worst], test.labels[worst], pred[worst], probs[worst, pred[worst]], names,
-        out / "worst_images.png", title=f"Highest-loss test images, {test.name}"))
-    epochs = read_epoch_records(run) if run is not None else []
-    if epochs:
-        try:
-            files["training_curves"] = str(plot_training_curves(
-                epochs, out / "training_curves.png", title=f"Training curves, {run.path.name}"))
-        except ValueError as exc:
-            raise RunDirError(f"{run.metrics_json}: {exc}") from None
-    return files
-
-
-def evaluate_model(model_file: Path, *, dataset: str | None = None,
-                   data_dir: str | None = None, out_dir: Path | None = None) -> dict[str, Any]:
-    """Evaluate `model_file` on a test set, write the report folder, return the report."""
-    model_file = Path(model_file)
-    model = _load(model_file)
-    run = _run_dir_of(model_file)
+def test_set_for(model_file: Path, model: keras.Model, dataset: str | None,
+                 data_dir: str | None, run: RunDir | None) -> EvalSet:
+    """The test set `model` is evaluated on: `dataset`, else the one the model records."""
     name = dataset or getattr(model, "dataset", "")
     if not name:
         raise ConfigError(f"{model_file}: the model records no dataset; pass --dataset")
     test = load_test_set(model_file, model, name, data_dir, run)
     if not len(test.labels):
         raise DatasetError(f"{test.source}: no test images to evaluate on")
+    return test
+
+
+def build_report(test: EvalSet, probs: np.ndarray, pred: np.ndarray,
+                 losses: np.ndarray) -> dict[str, Any]:
+    """The report's figures from per-image probabilities (N, classes), predictions and losses."""
     names = list(test.class_names)
-    logits, losses = _predict(model, test.images, test.labels, BATCH_SIZE)
-    probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
-    pred = logits.argmax(axis=1)
     labels = test.labels.astype(np.int64)
     cm = confusion_matrix(labels, pred, len(names))
     per_class = per_class_metrics(cm, names)
     report: dict[str, Any] = {
-        "model_file": str(model_file),
         "dataset": test.name,
         "data_source": test.source,
         "num_images": int(len(labels)),
@@ -253,14 +173,49 @@ def evaluate_model(model_file: Path, *, dataset: str | None = None,
                                "predicted": names[pred[i]],
                                "confidence": round(float(probs[i, pred[i]]), 6),
                                "loss": round(float(losses[i]), 6)} for i in worst]
-    out = Path(out_dir) if out_dir is not None else model_file.parent / "report"
-    files = _write_plots(out, test, cm, probs, worst, run)
+    return report
+
+
+def write_report(report: dict[str, Any], test: EvalSet, probs: np.ndarray, out: Path,
+                 run: RunDir | None, heading: list[str] | None = None) -> dict[str, Any]:
+    """Write the figures, evaluation.json and evaluation.txt to `out`; add report["files"]."""
+    names = list(test.class_names)
+    files = {"confusion_matrix": str(plot_confusion_matrix(
+        np.asarray(report["confusion_matrix"]), names, out / "confusion_matrix.png",
+        title=f"Confusion matrix, {test.name}"))}
+    worst = np.array([w["index"] for w in report["worst_images"]], dtype=np.int64)
+    pred = probs.argmax(axis=1)
+    files["worst_images"] = str(plot_worst_images(
+        test.images[worst], test.labels[worst], pred[worst], probs[worst, pred[worst]], names,
+        out / "worst_images.png", title=f"Highest-loss test images, {test.name}"))
+    epochs = read_epoch_records(run) if run is not None else []
+    if epochs:
+        try:
+            files["training_curves"] = str(plot_training_curves(
+                epochs, out / "training_curves.png", title=f"Training curves, {run.path.name}"))
+        except ValueError as exc:
+            raise RunDirError(f"{run.metrics_json}: {exc}") from None
     files["json"] = str(out / "evaluation.json")
     files["text"] = str(out / "evaluation.txt")
     report["files"] = files
     atomic_write_json(out / "evaluation.json", report)
-    atomic_write_text(out / "evaluation.txt", format_evaluation(report) + "\n")
+    atomic_write_text(out / "evaluation.txt", format_evaluation(report, heading) + "\n")
     return report
+
+
+def evaluate_model(model_file: Path, *, dataset: str | None = None,
+                   data_dir: str | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+    """Evaluate `model_file` on a test set, write the report folder, return the report."""
+    model_file = Path(model_file)
+    model = load_checked_model(model_file)
+    run = run_dir_of(model_file)
+    test = test_set_for(model_file, model, dataset, data_dir, run)
+    logits, losses = _predict(model, test.images, test.labels, BATCH_SIZE)
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+    report = {"model_file": str(model_file),
+              **build_report(test, probs, logits.argmax(axis=1), losses)}
+    out = Path(out_dir) if out_dir is not None else model_file.parent / "report"
+    return write_report(report, test, probs, out, run)
 
 
 # --- the text report ---------------------------------------------------------------------
@@ -283,12 +238,13 @@ def _confusion_text(cm: list[list[int]], names: list[str]) -> list[str]:
     return _table(["true \\ predicted", *cols], rows)
 
 
-def format_evaluation(report: dict[str, Any]) -> str:
-    """The report as text: summary, per-class table, confusion matrix, confusions, files."""
+def format_evaluation(report: dict[str, Any], heading: list[str] | None = None) -> str:
+    """The report as text: summary, per-class table, confusion matrix, confusions, files.
+    `heading` (e.g. an ensemble's description) replaces the first line, "Model: FILE"."""
     n, acc = report["num_images"], report["test_accuracy"]
     cm = report["confusion_matrix"]
     correct = sum(cm[i][i] for i in range(len(cm)))
-    lines = [f"Model: {report['model_file']}",
+    lines = [*(heading or [f"Model: {report['model_file']}"]),
              f"Data: {report['dataset']} test set from {report.get('data_source', '?')} "
              f"({n:,} images)",
              f"Test accuracy {100 * acc:.2f}% ({correct:,} of {n:,} correct), "

@@ -18,6 +18,7 @@ import numpy as np
 
 from tfcnn.errors import ConfigError, TfcnnError
 from tfcnn.preprocess import FORMATS_TEXT, PREPROCESSINGS, ImageError, load_image, prepare
+from tfcnn.tta import tta_probabilities
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".webp"})
 BATCH_SIZE = 256  # images per inference call: bounded memory, few calls
@@ -120,13 +121,14 @@ def prediction(file: str, probs: Any, names: list[str], top_k: int) -> dict[str,
 
 
 def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
-                  preprocess: bool = True) -> list[dict[str, Any]]:
+                  preprocess: bool = True, tta: bool = False) -> list[dict[str, Any]]:
     """One result per path, in order: the prediction, or `{"file", "error"}`.
 
     A prediction is `{"file", "label", "index", "probability", "top_k": [{"label",
     "probability"}, ...]}` with `top_k` capped at the number of classes. Images are prepared
     as the model was trained (its `preprocessing`; `preprocess=False`: resize only) and run
-    in batches of `BATCH_SIZE`.
+    in batches of `BATCH_SIZE`. With `tta`, the probabilities are averaged over each prepared
+    image and its copies shifted by one pixel (`tfcnn.tta.DEFAULT_SHIFTS`, black filled in).
     """
     from tfcnn.models.network import load_model, probabilities
 
@@ -144,9 +146,12 @@ def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
     results: list[dict[str, Any] | None] = [None] * len(paths)
     pending: list[tuple[int, np.ndarray]] = []
 
+    def predict_batch(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(probabilities(model, batch), dtype=np.float64)
+
     def run_batch() -> None:
         batch = np.stack([array for _, array in pending])
-        probs = np.asarray(probabilities(model, batch), dtype=np.float64)
+        probs = tta_probabilities(predict_batch, batch) if tta else predict_batch(batch)
         names = class_names(model, probs.shape[1])
         for (index, _), row in zip(pending, probs, strict=True):
             results[index] = prediction(str(paths[index]), row, names, top_k)

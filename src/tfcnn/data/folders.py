@@ -26,7 +26,6 @@ Layout (the torchvision ImageFolder convention)::
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from tfcnn.data.locate import LoadedDataset
+from tfcnn.data.split import stratified_split
 from tfcnn.errors import ConfigError, DatasetError
 
 FOLDER_PREFIX = "folder:"
@@ -199,13 +199,6 @@ def _why_unreadable(path: str, e: Exception) -> str:
     return f"corrupt or truncated ({type(e).__name__}: {' '.join(str(e).split())})"
 
 
-def _held_out_count(n: int, val_split: float) -> int:
-    if val_split == 0 or n < 2:
-        return 0
-    # floor(x + 0.5): halves round up, unlike Python's round (0.1 * 25 images -> 3, not 2).
-    return min(max(1, math.floor(n * val_split + 0.5)), n - 1)
-
-
 def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
                       grayscale: bool = True, val_split: float = 0.1,
                       seed: int = 0) -> FolderDataset:
@@ -258,16 +251,7 @@ def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
     if unreadable:
         raise _empty_classes_error(root, unreadable, "no readable images")
 
-    rng = np.random.default_rng(seed)
-    train_idx, test_idx, start = [], [], 0
-    for count in counts:
-        order = start + rng.permutation(count)
-        k = _held_out_count(count, val_split)
-        test_idx.append(order[:k])
-        train_idx.append(order[k:])
-        start += count
-    train = rng.permutation(np.concatenate(train_idx))
-    test = rng.permutation(np.concatenate(test_idx))
+    train, test = stratified_split(labels[:n], val_split, seed, len(class_names))
     dataset = LoadedDataset(name=f"{FOLDER_PREFIX}{root}", x_train=images[train],
                             y_train=labels[train], x_test=images[test], y_test=labels[test],
                             class_names=class_names, source=str(root.resolve()))

@@ -52,6 +52,9 @@ class LoadedDataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: str
+    # A validation split of the training set (--val-split on a registered dataset), or None.
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

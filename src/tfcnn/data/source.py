@@ -1,15 +1,20 @@
 """Which loader a `--dataset` value calls: a registered dataset or an image folder.
 
 `mnist` / `fashion_mnist` come from `locate` (verified IDX files); `folder:PATH` from
-`folders` (one sub-folder per class). Both give a `LoadedDataset`.
+`folders` (one sub-folder per class). Both give a `LoadedDataset`. `--val-split` means
+the held-out test part of a folder, but a validation split of a registered dataset's
+training set (which has its own test set, kept for the final report).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from tfcnn.config import TrainConfig
 from tfcnn.data.folders import load_image_folder, parse_folder_spec, parse_image_size
 from tfcnn.data.locate import LoadedDataset, load_dataset
 from tfcnn.data.registry import get_dataset_info
+from tfcnn.data.split import stratified_split
 from tfcnn.errors import ConfigError, DatasetError
 
 DEFAULT_VAL_SPLIT = 0.1
@@ -21,7 +26,7 @@ def check_dataset_setting(config: TrainConfig) -> None:
     if root is None:
         get_dataset_info(config.dataset)
         folder_only = {"--image-size": config.image_size is not None,
-                       "--rgb": not config.grayscale, "--val-split": config.val_split is not None}
+                       "--rgb": not config.grayscale}
         given = [flag for flag, is_set in folder_only.items() if is_set]
         if given:
             raise ConfigError(f"{', '.join(given)}: only for image-folder datasets "
@@ -33,11 +38,23 @@ def check_dataset_setting(config: TrainConfig) -> None:
     parse_image_size(config.image_size or "28")
 
 
+def with_validation_split(dataset: LoadedDataset, fraction: float | None,
+                          seed: int) -> LoadedDataset:
+    """The dataset with a stratified, seeded `fraction` of its training set moved to x_val."""
+    if not fraction:
+        return dataset
+    kept, held = stratified_split(dataset.y_train, fraction, seed, len(dataset.class_names))
+    return dataclasses.replace(dataset, x_train=dataset.x_train[kept],
+                               y_train=dataset.y_train[kept], x_val=dataset.x_train[held],
+                               y_val=dataset.y_train[held])
+
+
 def load_training_data(config: TrainConfig) -> tuple[LoadedDataset, list[tuple[str, str]]]:
     """The dataset `config` names, and the (file, reason) pairs of any skipped images."""
     root = parse_folder_spec(config.dataset)
     if root is None:
-        return load_dataset(config.dataset, config.data_dir), []
+        dataset = load_dataset(config.dataset, config.data_dir)
+        return with_validation_split(dataset, config.val_split, config.seed or 0), []
     folder = load_image_folder(
         root, image_size=parse_image_size(config.image_size or "28"),
         grayscale=config.grayscale,

@@ -26,8 +26,12 @@ def _seeded(seed: int, index: int) -> dict[str, Any]:
     return {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed * 1000 + index)}
 
 
-def _make_layers(specs: list[nt.LayerSpec], seed: int) -> list[keras.layers.Layer]:
+def _make_layers(specs: list[nt.LayerSpec], seed: int,
+                 precision: str = "float32") -> list[keras.layers.Layer]:
     made: list[keras.layers.Layer] = []
+    # Mixed precision: every layer computes in bfloat16 (weights stay float32), except the
+    # logits layer, so the loss and softmax see float32.
+    dtype = {"dtype": precision} if precision != "float32" else {}
     flattened = False
     counts: dict[str, int] = {}
 
@@ -45,24 +49,25 @@ def _make_layers(specs: list[nt.LayerSpec], seed: int) -> list[keras.layers.Laye
             made.append(layers.Conv2D(spec.filters, spec.kernel, strides=spec.stride,
                                       padding="valid",
                                       activation=None if relu_after_pool else "relu",
-                                      name=name("conv"), **_seeded(seed, index)))
+                                      name=name("conv"), **_seeded(seed, index), **dtype))
         elif isinstance(spec, nt.Pool):
-            made.append(layers.MaxPool2D(pool_size=spec.size, name=name("pool")))
+            made.append(layers.MaxPool2D(pool_size=spec.size, name=name("pool"), **dtype))
             if relu_after_pool:
-                made.append(layers.ReLU(name=name("relu")))
+                made.append(layers.ReLU(name=name("relu"), **dtype))
                 relu_after_pool = False
         elif isinstance(spec, nt.BatchNorm):
-            made.append(layers.BatchNormalization(name=name("batchnorm")))
+            made.append(layers.BatchNormalization(name=name("batchnorm"), **dtype))
         elif isinstance(spec, nt.Dropout):
-            made.append(layers.Dropout(spec.rate, seed=seed * 1000 + index, name=name("dropout")))
+            made.append(layers.Dropout(spec.rate, seed=seed * 1000 + index, name=name("dropout"),
+                                       **dtype))
         elif isinstance(spec, nt.Dense):
             if not flattened:
-                made.append(layers.Flatten(name="flatten"))
+                made.append(layers.Flatten(name="flatten", **dtype))
                 flattened = True
             activation = None if index == last else "relu"
             made.append(layers.Dense(spec.units, activation=activation,
                                      name="logits" if index == last else name("dense"),
-                                     **_seeded(seed, index)))
+                                     **_seeded(seed, index), **({} if index == last else dtype)))
     return made
 
 
@@ -72,7 +77,8 @@ class NotationModel(keras.Model):
 
     def __init__(self, notation: str, image_shape: tuple[int, int, int] = (28, 28, 1),
                  class_names: tuple[str, ...] | list[str] = (), seed: int = 0,
-                 preprocessing: str = "scale", dataset: str = "", **kwargs: Any) -> None:
+                 preprocessing: str = "scale", dataset: str = "", precision: str = "float32",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.notation = notation
         self.image_shape = tuple(image_shape)
@@ -82,7 +88,8 @@ class NotationModel(keras.Model):
         # digit normalisation, "scale" for a plain resize and 0-1 scaling.
         self.preprocessing = preprocessing
         self.dataset = dataset
-        self.stack = _make_layers(nt.parse_notation(notation), seed)
+        self.precision = precision  # "float32", or "mixed_bfloat16" (training speed, CPU/TPU)
+        self.stack = _make_layers(nt.parse_notation(notation), seed, precision)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         shape = tuple(input_shape)
@@ -103,15 +110,16 @@ class NotationModel(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "notation": self.notation,
                 "image_shape": list(self.image_shape), "class_names": list(self.class_names),
-                "seed": self.seed, "preprocessing": self.preprocessing, "dataset": self.dataset}
+                "seed": self.seed, "preprocessing": self.preprocessing, "dataset": self.dataset,
+                "precision": self.precision}
 
 
 def build_model(notation: str, image_shape: tuple[int, int, int], class_names: tuple[str, ...],
                 seed: int, preprocessing: str = "scale", dataset: str = "",
-                name: str = "tfcnn") -> NotationModel:
+                name: str = "tfcnn", precision: str = "float32") -> NotationModel:
     """Create the model and its weights (built on `image_shape`, batch dimension free)."""
     model = NotationModel(notation, image_shape, class_names, seed, preprocessing, dataset,
-                          name=name)
+                          precision, name=name)
     model.build((None, *image_shape))
     return model
 
@@ -122,5 +130,16 @@ def probabilities(model: keras.Model, images: Any) -> Any:
 
 
 def load_model(path: str | os.PathLike[str]) -> keras.Model:
-    """Load a `.keras` file saved by tfcnn (this module's import registers the classes)."""
-    return keras.saving.load_model(os.fspath(path), compile=False)
+    """Load a `.keras` file saved by tfcnn (this module's import registers the classes).
+
+    A model trained in mixed precision comes back computing in float32 (its weights are
+    float32 already): inference, export and serving then need no bfloat16 kernels.
+    """
+    model = keras.saving.load_model(os.fspath(path), compile=False)
+    if getattr(model, "precision", "float32") == "float32":
+        return model
+    config = {**model.get_config(), "precision": "float32"}
+    plain = NotationModel.from_config(config)
+    plain.build((None, *plain.image_shape))
+    plain.set_weights(model.get_weights())
+    return plain

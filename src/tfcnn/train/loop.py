@@ -13,13 +13,10 @@ none (the default) the code below is the plain single-device loop, unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import keras
@@ -28,10 +25,12 @@ import tensorflow as tf
 
 from tfcnn.config import TrainConfig
 from tfcnn.data import pipeline
+from tfcnn.data.augment import Augmentation, augment_images, step_seed
 from tfcnn.errors import TrainingInterrupted
 from tfcnn.fsutil import atomic_path
 from tfcnn.train.checkpoint import TrainingState
 from tfcnn.train.rundir import RunDir, write_metrics
+from tfcnn.train.signals import StopRequest, stop_on_signals
 from tfcnn.train.strategy import Distribution, distribute_dataset, global_mean, replicated_steps
 
 
@@ -58,12 +57,32 @@ class Steps:
 
 
 def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-               image_shape: tuple[int, ...], strategy: Any = None) -> Steps:
+               image_shape: tuple[int, ...], strategy: Any = None, *, seed: int = 0,
+               augmentation: Augmentation | None = None,
+               label_smoothing: float = 0.0) -> Steps:
     """Compiled train and test steps closing over the model, optimizer and metrics.
 
     With a `strategy`, call this in its scope (the metrics' variables are created here).
+    `augmentation` warps each training batch in the graph, seeded by (seed, step count);
+    `label_smoothing` applies to the training loss only (test losses stay plain).
     """
     per_image_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    smoothed_loss = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=label_smoothing, reduction=None)
+
+    def training_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        if not label_smoothing:
+            return per_image_loss(labels, logits)
+        return smoothed_loss(tf.one_hot(labels, tf.shape(logits)[-1]), logits)
+
+    def augmented(images: tf.Tensor) -> tf.Tensor:
+        if augmentation is None or not augmentation.active:
+            return images
+        replica = (tf.distribute.get_replica_context().replica_id_in_sync_group
+                   if strategy is not None else 0)
+        return augment_images(images, augmentation,
+                              step_seed(seed, optimizer.iterations, replica))
+
     train_loss = keras.metrics.Mean("loss")
     train_accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
     test_loss = keras.metrics.Mean("test_loss")
@@ -72,9 +91,10 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     signature = (tf.TensorSpec((None, *image_shape), tf.float32), tf.TensorSpec((None,), tf.int32))
 
     def train_step(images: tf.Tensor, labels: tf.Tensor) -> None:
+        images = augmented(images)
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            losses = per_image_loss(labels, logits)
+            losses = training_loss(labels, logits)
             loss = tf.reduce_mean(losses) if strategy is None else global_mean(losses)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
@@ -103,44 +123,6 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     return Steps(train_steps, tf.function(test_step, input_signature=signature), *metrics)
 
 
-@dataclass
-class StopRequest:
-    """Set by a signal handler; the loop checks it between steps."""
-
-    signum: int = 0
-    previous: dict[int, Any] = field(default_factory=dict)
-    # Multi-worker: every worker's requests combined, so that all stop after the same step.
-    agree: Callable[[int], int] | None = None
-
-    def stopping(self) -> int:
-        """The signal to stop for, or 0 to carry on (the same on every worker)."""
-        return self.agree(self.signum) if self.agree else self.signum
-
-
-@contextlib.contextmanager
-def stop_on_signals(agree: Callable[[int], int] | None = None) -> Iterator[StopRequest]:
-    """While active, SIGINT/SIGTERM ask the loop to stop after the current step.
-
-    A second SIGINT falls back to the default (KeyboardInterrupt) for an impatient user.
-    """
-    request = StopRequest(agree=agree)
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-
-    def handle(signum: int, _frame: Any) -> None:
-        request.signum = signum
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        request.previous[signum] = signal.signal(signum, handle)
-    try:
-        yield request
-    finally:
-        for signum, handler in request.previous.items():
-            signal.signal(signum, handler)
-
-
 def _save_model(model: keras.Model, run: RunDir) -> None:
     with atomic_path(run.model, suffix=".keras") as tmp:
         model.save(tmp)
@@ -159,6 +141,24 @@ class FitData:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray | None = None  # with a validation set, the test set is used once, at the end
+    y_val: np.ndarray | None = None
+
+
+def best_epoch(records: list[dict[str, Any]]) -> int:
+    """The epoch to keep: highest validation accuracy, then lowest validation loss, then first."""
+    best = min(records, key=lambda r: (-r["val_accuracy"], r["val_loss"], r["epoch"]))
+    return int(best["epoch"])
+
+
+def _keep_best_weights(model: keras.Model, run: RunDir, records: list[dict[str, Any]]) -> int:
+    """Load the best epoch's weights (saved in model.keras when it ended) into `model`."""
+    best = best_epoch(records)
+    if best != records[-1]["epoch"]:
+        from tfcnn.models.network import load_model
+
+        model.set_weights(load_model(run.model).get_weights())
+    return best
 
 
 def _rounded(value: float | None) -> float | None:
@@ -205,8 +205,12 @@ def _test_pass(steps: Steps, batches: Any) -> tuple[float | None, float | None]:
 
 def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
         config: TrainConfig, run: RunDir, model_name: str, records: list[dict[str, Any]],
-        hooks: Hooks, distribution: Distribution | None = None) -> list[dict[str, Any]]:
+        hooks: Hooks, distribution: Distribution | None = None
+        ) -> tuple[list[dict[str, Any]], float | None]:
     """Train from the state's (epoch, step) to `config.epochs`; write metrics, model, checkpoints.
+
+    Returns the epoch records and the final test accuracy: the last epoch's, or with a
+    validation set, the test accuracy of the best epoch's model (the one model.keras keeps).
 
     `config.seed` must be set (the caller draws one if the user gave none). Under a
     `distribution`, `steps` must come from make_steps with its strategy, and every worker
@@ -220,9 +224,14 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
 
     shuffle_buffer = config.shuffle_buffer or pipeline.default_shuffle_buffer(len(data.y_train))
     train_pairs = pipeline.array_dataset(data.x_train, data.y_train)
-    test_batches = (feed(pipeline.eval_batches(pipeline.array_dataset(data.x_test, data.y_test),
-                                               config.eval_batch_size))
-                    if len(data.y_test) else None)
+    def held_out(images: np.ndarray | None, labels: np.ndarray | None) -> Any:
+        if labels is None or not len(labels):
+            return None
+        return feed(pipeline.eval_batches(pipeline.array_dataset(images, labels),
+                                          config.eval_batch_size))
+
+    test_batches = held_out(data.x_test, data.y_test)
+    val_batches = held_out(data.x_val, data.y_val)
     steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     if strategy is not None and 0 < len(data.y_train) % config.batch_size < distribution.replicas:
         # A last batch smaller than the replica count leaves a replica with no images, and
@@ -257,18 +266,26 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
                     f"interrupted in epoch {epoch} after step {done}/{steps_per_epoch}; "
                     f"checkpoint saved to {path}; continue with: tfcnn train --resume {run.path}",
                     signum)
-            test_loss, test_accuracy = _test_pass(steps, test_batches)
+            # With a validation set, epochs are judged on it and the test set waits for the end.
+            test_loss, test_accuracy = _test_pass(steps, None if val_batches else test_batches)
+            val_loss, val_accuracy = _test_pass(steps, val_batches)
             train_seconds = seconds_before + time.perf_counter() - started
             loss, accuracy = (float(m.result()) for m in steps.train_metrics)
             record = {"epoch": epoch, "loss": _rounded(loss), "accuracy": _rounded(accuracy),
                       "test_loss": _rounded(test_loss), "test_accuracy": _rounded(test_accuracy),
                       "seconds": round(time.perf_counter() - epoch_started, 3)}
+            if val_batches is not None:
+                record.update(val_loss=_rounded(val_loss), val_accuracy=_rounded(val_accuracy))
             records.append(record)
             _log_scalars(writers["train"], epoch, {"loss": loss, "accuracy": accuracy})
             if test_loss is not None:
                 _log_scalars(writers["test"], epoch, {"loss": test_loss, "accuracy": test_accuracy})
+            if val_loss is not None:
+                _log_scalars(writers["test"], epoch, {"val_loss": val_loss,
+                                                      "val_accuracy": val_accuracy})
             write_metrics(run, config.dataset, model_name, records, train_seconds)
-            _save_model(model, run)
+            if val_batches is None or best_epoch(records) == epoch:
+                _save_model(model, run)
             state.epoch.assign(epoch)
             state.step.assign(0)
             state.seconds.assign(train_seconds)
@@ -279,4 +296,11 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             for metric in steps.train_metrics:
                 metric.reset_state()
             skip = 0
-    return records
+    if val_batches is not None and records:
+        # The one use of the test set: the kept (best-on-validation) model's final report.
+        kept = _keep_best_weights(model, run, records)
+        final = _test_pass(steps, test_batches)
+        write_metrics(run, config.dataset, model_name, records,
+                      float(state.seconds.numpy()), final_test=final, best_epoch=kept)
+        return records, final[1]
+    return records, records[-1]["test_accuracy"] if records else None

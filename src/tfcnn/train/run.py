@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcnn.config import TrainConfig
+from tfcnn.data.augment import Augmentation
 from tfcnn.data.locate import LoadedDataset
 from tfcnn.data.source import load_training_data
 from tfcnn.errors import ModelSpecError, RunDirError, TrainingInterrupted
@@ -52,6 +53,7 @@ class RunInfo:
     skipped: list[tuple[str, str]]  # unreadable images left out of a folder dataset
     distribution: str | None = None  # the strategy, described; None: the default (one device)
     chief: bool = True               # False: another worker of a multi-worker run
+    num_val: int = 0                 # training images held out for validation (--val-split)
 
 
 @dataclass(frozen=True)
@@ -79,20 +81,38 @@ def check_model_fits(notation_str: str, dataset: LoadedDataset) -> None:
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int) -> float | Any:
-    """Adam's learning rate: a constant, or a one-cycle schedule over the whole run.
+    """Adam's learning rate: a constant, or a one-cycle or cosine schedule over the whole run.
 
     One-cycle here: linear warm-up from lr/25 to lr over `warmup` of the steps, then cosine
     decay to 0 (the shape of PyTorch's OneCycleLR with its default div_factor of 25).
-    The schedule reads the optimizer's step count, which checkpoints keep, so a resumed
-    run continues on the same curve (if --epochs is not changed).
+    Cosine: from lr straight down to 0. The schedules read the optimizer's step count, which
+    checkpoints keep, so a resumed run continues on the same curve (if --epochs is not changed).
     """
     if config.schedule == "constant":
         return config.lr
     total = config.epochs * steps_per_epoch
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(1, total))
     warmup = int(config.warmup * total)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.lr / 25, decay_steps=max(1, total - warmup),
         warmup_target=config.lr, warmup_steps=warmup)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam (the tutorial's), or AdamW when a weight decay is set (decay not applied to BN)."""
+    rate = learning_rate(config, steps_per_epoch)
+    if not config.weight_decay:
+        return keras.optimizers.Adam(learning_rate=rate)
+    optimizer = keras.optimizers.AdamW(learning_rate=rate, weight_decay=config.weight_decay)
+    # Decaying batch-norm scales and shifts and biases only fights the normalisation.
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
+
+
+def augmentation_of(config: TrainConfig) -> Augmentation:
+    return Augmentation(shift=config.shift, rotate=config.rotate, zoom=config.zoom,
+                        hflip=config.hflip)
 
 
 def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool = False,
@@ -142,10 +162,12 @@ def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: 
     image_shape = image_shape_of(dataset.x_train)
     model = build_model(notation_str, image_shape, dataset.class_names, config.seed,
                         preprocessing="mnist" if dataset.name == "mnist" else "scale",
-                        dataset=dataset.name)
+                        dataset=dataset.name, precision=config.precision)
     steps_per_epoch = math.ceil(len(dataset.y_train[:config.limit_train]) / config.batch_size)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch))
-    steps = make_steps(model, optimizer, image_shape, dist.strategy)
+    optimizer = make_optimizer(config, steps_per_epoch)
+    steps = make_steps(model, optimizer, image_shape, dist.strategy, seed=config.seed,
+                       augmentation=augmentation_of(config),
+                       label_smoothing=config.label_smoothing)
     state = make_training_state(out.checkpoints, model, optimizer, steps.train_metrics)
     resumed_from = None
     records: list[dict[str, Any]] = []
@@ -158,12 +180,13 @@ def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: 
 
     train_n, test_n = config.limit_train, config.limit_test
     data = FitData(dataset.x_train[:train_n], dataset.y_train[:train_n],
-                   dataset.x_test[:test_n], dataset.y_test[:test_n])
+                   dataset.x_test[:test_n], dataset.y_test[:test_n],
+                   dataset.x_val, dataset.y_val)
     if on_start:
         on_start(RunInfo(config, run.path, dataset.source, len(data.y_train), len(data.y_test),
                          model_name, model.count_params(), resumed_from, skipped,
-                         None if dist.strategy is None else dist.describe(), dist.chief))
-    records = fit(model, steps, state, data, config, out, model_name, records, hooks,
-                  dist if dist.strategy is not None else None)
-    return RunResult(run.path, records, float(state.seconds.numpy()),
-                     records[-1]["test_accuracy"] if records else None)
+                         None if dist.strategy is None else dist.describe(), dist.chief,
+                         0 if data.y_val is None else len(data.y_val)))
+    records, test_accuracy = fit(model, steps, state, data, config, out, model_name, records,
+                                 hooks, dist if dist.strategy is not None else None)
+    return RunResult(run.path, records, float(state.seconds.numpy()), test_accuracy)

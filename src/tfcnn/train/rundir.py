@@ -3,8 +3,10 @@
     RUN_DIR/
       config.json     every setting, the seed actually used, versions
       metrics.json    {"dataset", "model", "epochs": [...], "test_accuracy", "train_seconds"}
+                      (+ "test_loss", "best_epoch" with a validation split)
       metrics.csv     one row per epoch
-      model.keras     the latest model (rewritten after every epoch)
+      model.keras     the latest model (rewritten after every epoch); with a validation
+                      split, the best epoch's so far
       checkpoints/    tf.train.CheckpointManager files
       logs/           TensorBoard event files (train/ and test/)
 """
@@ -27,6 +29,7 @@ from tfcnn.errors import RunDirError
 from tfcnn.fsutil import atomic_write_json, atomic_write_text
 
 EPOCH_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds")
+VAL_FIELDS = ("val_loss", "val_accuracy")  # epochs of a run with a validation split
 
 
 @dataclass(frozen=True)
@@ -120,21 +123,34 @@ def read_epoch_records(run: RunDir) -> list[dict[str, Any]]:
 
 
 def write_metrics(run: RunDir, dataset: str, model: str, epochs: list[dict[str, Any]],
-                  train_seconds: float) -> None:
-    """metrics.json (the shape tools read) and metrics.csv, both atomically."""
-    summary = {
+                  train_seconds: float, *, final_test: tuple[float | None, float | None] | None
+                  = None, best_epoch: int | None = None) -> None:
+    """metrics.json (the shape tools read) and metrics.csv, both atomically.
+
+    `final_test` (loss, accuracy) and `best_epoch` come from a run with a validation set,
+    whose epochs carry val_loss/val_accuracy and whose test set is used once, at the end.
+    """
+    summary: dict[str, Any] = {
         "dataset": dataset,
         "model": model,
         "epochs": epochs,
         "test_accuracy": epochs[-1]["test_accuracy"] if epochs else None,
         "train_seconds": round(train_seconds, 3),
     }
+    if final_test is not None:
+        summary["test_accuracy"] = _round(final_test[1])
+        summary.update(test_loss=_round(final_test[0]), best_epoch=best_epoch)
     atomic_write_json(run.metrics_json, summary)
+    fields = EPOCH_FIELDS + tuple(f for f in VAL_FIELDS if any(f in e for e in epochs))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EPOCH_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(epochs)
     atomic_write_text(run.metrics_csv, buffer.getvalue())
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def library_versions() -> dict[str, str]:

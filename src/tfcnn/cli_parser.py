@@ -1,0 +1,173 @@
+"""The `tfcnn` argument parser: every command, flag and help text (no TensorFlow here).
+
+Train flags are named after `TrainConfig` fields (`--batch-size` sets `batch_size`); flags
+left out are None, so that a preset's value or the config default applies.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tfcnn import __version__
+from tfcnn.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "train", help="train a model (defaults reproduce the tutorial)",
+        description="Train a CNN with a custom tf.GradientTape loop. With no options this is "
+                    "the tutorial's run: MNIST, its network, Adam, batch 32, 5 epochs.")
+    p.add_argument("--preset", help="a measured recipe whose settings fill in the flags not "
+                                    "given: tutorial (the defaults), fast or best")
+    p.add_argument("--dataset", help=f"mnist, fashion_mnist, or folder:PATH (one sub-folder "
+                                     f"of images per class) (default {_DEFAULTS.dataset})")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder with mnist/ and fashion_mnist/ (or the four IDX files); "
+                        "default: $TFCNN_DATA_DIR, then caches, then download")
+    p.add_argument("--model", help=f"preset name or layer notation such as "
+                                   f"'32C3-P2-D128-D10' (default {_DEFAULTS.model})")
+    p.add_argument("--epochs", type=int, help=f"passes over the training set "
+                                              f"(default {_DEFAULTS.epochs})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"images per training step (default {_DEFAULTS.batch_size})")
+    p.add_argument("--lr", type=float, help=f"Adam (peak) learning rate (default {_DEFAULTS.lr})")
+    p.add_argument("--schedule", choices=("constant", "onecycle", "cosine"),
+                   help="learning rate schedule: constant; onecycle (linear warm-up to --lr, "
+                        "then cosine decay to 0); cosine (from --lr to 0) (default constant)")
+    p.add_argument("--warmup", type=float, metavar="F",
+                   help=f"onecycle: fraction of the steps spent warming up "
+                        f"(default {_DEFAULTS.warmup})")
+    p.add_argument("--weight-decay", type=float, metavar="W",
+                   help="AdamW's decoupled weight decay (default 0: plain Adam)")
+    p.add_argument("--label-smoothing", type=float, metavar="F",
+                   help="label smoothing of the training loss (default 0)")
+    p.add_argument("--val-split", type=float, metavar="F",
+                   help="mnist/fashion_mnist: hold out this fraction of the training set "
+                        "(stratified, seeded) for validation; epochs report validation "
+                        "metrics, the best epoch is kept, the test set is used once at the "
+                        "end. Image folders: the held-out test fraction (default 0.1)")
+    aug = p.add_argument_group("augmentation (random, in the training graph, seeded)")
+    aug.add_argument("--shift", type=float, metavar="PX",
+                     help="random shifts of up to PX pixels in each axis (default 0)")
+    aug.add_argument("--rotate", type=float, metavar="DEG",
+                     help="random rotations of up to DEG degrees either way (default 0)")
+    aug.add_argument("--zoom", type=float, metavar="F",
+                     help="random zoom between 1-F and 1+F (default 0)")
+    aug.add_argument("--hflip", action="store_const", const=True,
+                     help="random left-right mirroring (for clothes, not digits)")
+    p.add_argument("--seed", type=int, help="random seed; the same seed gives the same run "
+                                            "(default: a random one, recorded in config.json)")
+    p.add_argument("--shuffle-buffer", type=int, metavar="N",
+                   help="shuffle buffer in images (default: a quarter of the training set)")
+    p.add_argument("--eval-batch-size", type=int, metavar="N",
+                   help=f"images per test step (default {_DEFAULTS.eval_batch_size})")
+    p.add_argument("--limit-train", type=int, metavar="N",
+                   help="use only the first N training images (quick checks)")
+    p.add_argument("--limit-test", type=int, metavar="N",
+                   help="use only the first N test images")
+    p.add_argument("--steps-per-call", type=int, metavar="N",
+                   help=f"training steps per compiled call; only speed changes "
+                        f"(default {_DEFAULTS.steps_per_call})")
+    p.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
+                   help="float32, or mixed_bfloat16: bfloat16 arithmetic with float32 weights, "
+                        "faster on CPUs with AVX512-BF16/AMX (default float32)")
+    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi-worker"),
+                   help="tf.distribute strategy: default (one device), mirrored (local GPUs), "
+                        "multi-worker (TF_CONFIG), auto (picks one) (default auto)")
+    p.add_argument("--out", metavar="DIR",
+                   help="run directory (default runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR from its last checkpoint "
+                        "(--epochs may raise the target)")
+    p.add_argument("--quiet", action="store_true", help="print only the run directory")
+    p.add_argument("--ensemble", type=int, metavar="N",
+                   help="train N models (seeds SEED, SEED+1, ...) into DIR/member-1..N and "
+                        "report their averaged test accuracy in DIR/ensemble.json; "
+                        "--resume DIR continues an ensemble")
+    folder = p.add_argument_group("image-folder datasets (--dataset folder:PATH)")
+    folder.add_argument("--image-size", metavar="N|HxW",
+                        help="resize every image to N x N or H x W (default 28)")
+    colour = folder.add_mutually_exclusive_group()
+    colour.add_argument("--grayscale", dest="grayscale", action="store_const", const=True,
+                        help="one channel (default)")
+    colour.add_argument("--rgb", dest="grayscale", action="store_const", const=False,
+                        help="three colour channels")
+
+
+def _add_use_parsers(commands: argparse._SubParsersAction) -> None:
+    source_help = "a run directory (its model.keras) or a .keras model file"
+    p = commands.add_parser("evaluate", help="test metrics, per-class table, confusion plots",
+                            description="Evaluate a trained model, or the ensemble of several, "
+                                        "on its dataset's test set and write a report (tables "
+                                        "and PNG plots).")
+    p.add_argument("source", metavar="RUN_DIR|MODEL", nargs="+",
+                   help=source_help + "; several (or an ensemble directory of tfcnn train "
+                                      "--ensemble): their ensemble, class probabilities averaged")
+    p.add_argument("--dataset", help="mnist, fashion_mnist or folder:PATH to evaluate on "
+                                     "(default: the model's own)")
+    p.add_argument("--data-dir", metavar="DIR", help="data folder (as for train)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average each model's probabilities over the "
+                        "image and its copies shifted by 1 pixel up, down, left and right")
+    p.add_argument("--out", metavar="DIR",
+                   help="report folder (default RUN_DIR/report; for an ensemble or --tta, "
+                        "report-ensemble, report-tta or report-ensemble-tta in the first "
+                        "RUN_DIR, beside the single model's report)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = commands.add_parser("predict", help="classify image files, folders or glob patterns",
+                            description="Predict the class of each image. Digit models get "
+                                        "MNIST-style preprocessing (invert, crop, centre).")
+    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
+    p.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or globs")
+    p.add_argument("--top-k", type=int, default=3, metavar="K",
+                   help="how many of the most likely classes to list (default 3)")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print a JSON list")
+    form.add_argument("--csv", action="store_true", help="print CSV rows")
+    p.add_argument("--no-preprocess", action="store_true",
+                   help="only resize to the model's input (no inversion, crop or centring)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the probabilities over the image and "
+                        "its copies shifted by 1 pixel up, down, left and right")
+
+    p = commands.add_parser("serve", help="web page to draw a digit, and HTTP prediction APIs",
+                            description="Serve a model over HTTP: a drawing page at /, the "
+                                        "TensorFlow Serving REST API (/v1), the Open Inference "
+                                        "Protocol v2 (/v2) and POST /predict for image uploads.")
+    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--name", help="model name in the API paths (default: the run's name)")
+    p.add_argument("--max-body-mb", type=float, default=10.0, metavar="MB",
+                   help="largest request body accepted, in MiB (default 10; larger: 413)")
+    p.add_argument("--batch-window-ms", type=float, default=2.0, metavar="MS",
+                   help="how long a batch waits for more concurrent requests (default 2)")
+
+    p = commands.add_parser("export", help="export a model: keras, saved_model or tflite",
+                            description="Write the model in a deployable format. The exported "
+                                        "model outputs class probabilities.")
+    p.add_argument("source", metavar="RUN_DIR|MODEL", help=source_help)
+    p.add_argument("--format", required=True, choices=("keras", "saved_model", "tflite"))
+    p.add_argument("--quantize", default="none", choices=("none", "dynamic", "float16"),
+                   help="TFLite weight quantization (default none)")
+    p.add_argument("--out", required=True, metavar="PATH", help="file or folder to write")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfcnn", description="Train, evaluate and serve CNN image classifiers "
+                                  "(TensorFlow 2 / Keras 3).")
+    parser.add_argument("--version", action="version", version=f"tfcnn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train_parser(commands)
+    _add_use_parsers(commands)
+    doctor = commands.add_parser("doctor", help="check the TensorFlow install, devices and data",
+                                 description="Report TensorFlow and Keras versions, GPUs, CPU "
+                                             "threads and where each dataset would load from.")
+    doctor.add_argument("--data-dir", metavar="DIR", help="data folder to check as well")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser

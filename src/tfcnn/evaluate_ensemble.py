@@ -1,0 +1,168 @@
+"""`tfcnn evaluate` of an ensemble (several models) and/or with test-time augmentation (TTA).
+
+Every member runs on the same test set. Its class probabilities (with TTA: averaged over
+shifted copies of each image, `tfcnn.tta`) are averaged over the members, and the report is
+the one `tfcnn.evaluate` writes, computed from those averaged probabilities, with each
+member's own accuracy and loss added. Members must share the dataset, class names and image
+shape; the first one that does not is named in a one-line error.
+
+The test loss is the cross-entropy of the averaged probabilities, floored at 1e-7 as Keras
+floors probabilities (so one confidently wrong image cannot make it infinite). Averaging
+probabilities, not logits, is what makes the members vote: logits of separately trained
+models are on unrelated scales.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tfcnn import evaluate as ev
+from tfcnn.data import pipeline
+from tfcnn.errors import ModelSpecError
+from tfcnn.tta import DEFAULT_SHIFTS, Shift, average_probabilities, tta_probabilities
+
+PROBABILITY_FLOOR = 1e-7
+JSON_KEYS = ("members", "tta")  # what `--json` adds to evaluate's four keys here
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    # float64: float32 probabilities underflow to 0 for a logit gap of ~104, and the log of
+    # an averaged 0 would be an infinite loss.
+    z = logits.astype(np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def model_probabilities(model: keras.Model, images: np.ndarray,
+                        shifts: Sequence[Shift] | None = None,
+                        batch_size: int = ev.BATCH_SIZE) -> np.ndarray:
+    """float64 (N, classes) probabilities of uint8 `images` (N, H, W[, C]).
+
+    Images are scaled by the training pipeline's own test batches; with `shifts`, the
+    probabilities are averaged over the shifted copies (zero-filled, before scaling).
+    """
+    def predict(batch: np.ndarray) -> np.ndarray:
+        pairs = pipeline.array_dataset(batch, np.zeros(len(batch), np.int32))
+        logits = [keras.ops.convert_to_numpy(model(x, training=False))
+                  for x, _ in pipeline.eval_batches(pairs, batch_size)]
+        return _softmax(np.concatenate(logits))
+
+    return tta_probabilities(predict, images, shifts) if shifts else predict(images)
+
+
+def per_image_loss(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each image's (averaged) probabilities, floored at PROBABILITY_FLOOR."""
+    true = probs[np.arange(len(labels)), labels.astype(np.int64)]
+    return -np.log(np.maximum(true, PROBABILITY_FLOOR))
+
+
+def scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """{"test_accuracy", "test_loss"} of probabilities (N, classes) against labels (N,)."""
+    hits = probs.argmax(axis=1) == labels.astype(np.int64)
+    return {"test_accuracy": round(float(hits.mean()), 6),
+            "test_loss": round(float(per_image_loss(probs, labels).mean()), 6)}
+
+
+def _check_member(file: Path, model: keras.Model, name: str, first_file: Path,
+                  first: keras.Model, first_name: str) -> None:
+    for what, mine, theirs in (("dataset", name, first_name),
+                               ("class names", list(model.class_names), list(first.class_names)),
+                               ("image shape", tuple(model.image_shape),
+                                tuple(first.image_shape))):
+        if mine != theirs:
+            raise ModelSpecError(f"{file}: {what} {mine!r}, but {theirs!r} for {first_file}; "
+                                 "ensemble members must share the dataset, class names and "
+                                 "image shape")
+
+
+def _check_same_images(file: Path, test: ev.EvalSet, first_file: Path,
+                       first: ev.EvalSet) -> None:
+    if not (np.array_equal(test.labels, first.labels) and np.array_equal(test.images,
+                                                                         first.images)):
+        raise ModelSpecError(f"{file}: tested on other images than {first_file} (image-folder "
+                             "runs with different seeds hold out different images); pass "
+                             "--dataset folder:PATH with one test folder for every member")
+
+
+def evaluate_ensemble(model_files: Sequence[Path], *, out_dir: Path, dataset: str | None = None,
+                      data_dir: str | None = None, tta: bool = False,
+                      shifts: Sequence[Shift] = DEFAULT_SHIFTS) -> dict[str, Any]:
+    """Evaluate the average of `model_files` (one or more; with `tta`, of their TTA
+    probabilities), write the report folder `out_dir`, return the report.
+
+    The report is `tfcnn.evaluate`'s, plus "members" (each one's "model_file",
+    "test_accuracy", "test_loss", and with TTA "tta_test_accuracy", "tta_test_loss") and
+    "tta" (None, or {"shifts": [[dy, dx], ...]}); "model_file" when there is one model.
+    """
+    files = [Path(f) for f in model_files]
+    members: list[dict[str, Any]] = []
+    member_probs: list[np.ndarray] = []
+    test: ev.EvalSet | None = None
+    for file in files:
+        model = ev.load_checked_model(file)
+        name = dataset or getattr(model, "dataset", "")
+        if test is None:
+            first_file, first_model, first_name = file, model, name
+        else:  # a mismatch is refused before this member's data is loaded
+            _check_member(file, model, name, first_file, first_model, first_name)
+        member_test = ev.test_set_for(file, model, dataset, data_dir, ev.run_dir_of(file))
+        if test is None:
+            test = member_test
+        else:
+            _check_same_images(file, member_test, first_file, test)
+        plain = model_probabilities(model, test.images)
+        members.append({"model_file": str(file), **scores(plain, test.labels)})
+        if tta:
+            probs = model_probabilities(model, test.images, shifts)
+            members[-1].update({f"tta_{k}": v for k, v in scores(probs, test.labels).items()})
+        member_probs.append(probs if tta else plain)
+    if test is None:
+        raise ModelSpecError("nothing to evaluate: an ensemble needs at least one model")
+    probs = average_probabilities(member_probs)
+    report: dict[str, Any] = {"model_file": str(files[0])} if len(files) == 1 else {}
+    report.update(members=members, tta={"shifts": [list(s) for s in shifts]} if tta else None)
+    report.update(ev.build_report(test, probs, probs.argmax(axis=1),
+                                  per_image_loss(probs, test.labels)))
+    # One model's training curves describe it; an ensemble's members have one each.
+    run = ev.run_dir_of(files[0]) if len(files) == 1 else None
+    return ev.write_report(report, test, probs, Path(out_dir), run, heading(report))
+
+
+def heading(report: dict[str, Any]) -> list[str]:
+    """The report's first lines: the model or ensemble, TTA, and each member's own figures."""
+    members, tta = report["members"], report.get("tta")
+    several = len(members) > 1
+    lines = ([f"Ensemble of {len(members)} models: their class probabilities are averaged"]
+             if several else [f"Model: {members[0]['model_file']}"])
+    if tta:
+        shifts = ", ".join(f"({dy}, {dx})" for dy, dx in tta["shifts"])
+        lines.append(f"TTA: probabilities averaged over {len(tta['shifts'])} copies of each "
+                     f"image shifted by (dy, dx) = {shifts} px"
+                     + (", per model, then across models" if several else ""))
+    for i, m in enumerate(members, start=1):
+        own = f"test accuracy {100 * m['test_accuracy']:.2f}%, test loss {m['test_loss']:.4f}"
+        if several:
+            with_tta = (f"; with TTA {100 * m['tta_test_accuracy']:.2f}%, "
+                        f"{m['tta_test_loss']:.4f}") if tta else ""
+            lines.append(f"Member {i}: {own}{with_tta} ({m['model_file']})")
+        elif tta:  # one model: the report below is its TTA figures; these are its plain ones
+            lines.append(f"Without TTA: {own}")
+    return lines
+
+
+def format_ensemble(report: dict[str, Any]) -> str:
+    """The text report of `evaluate_ensemble`: `heading`, then evaluate's sections."""
+    return ev.format_evaluation(report, heading(report))
+
+
+def default_report_dir(first_source: str | Path, members: int, tta: bool) -> Path:
+    """report-ensemble/, report-tta/ or report-ensemble-tta/ beside the single model's report/
+    (never over it), in the first source: a run or ensemble directory, or a model's folder."""
+    source = Path(first_source)
+    base = source if source.is_dir() else source.parent
+    return base / ("report" + ("-ensemble" if members > 1 else "") + ("-tta" if tta else ""))
