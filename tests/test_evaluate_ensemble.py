@@ -131,7 +131,8 @@ def test_tta_of_one_model_averages_its_shifted_copies(tiny_runs, tiny_test_set, 
     runs, data = tiny_runs
     printed = _json_of(["evaluate", str(runs[0]), "--tta", "--json"], capsys)
     assert list(printed) == [*FOUR_KEYS, "members", "tta"]
-    assert printed["tta"] == {"shifts": [[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]]}
+    assert printed["tta"] == {"shifts": [[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]],
+                              "mirror": False}  # these runs trained without --hflip
     tta, plain = _tta(runs[0], data.x_test), _probabilities(runs[0], data.x_test)
     assert printed["test_accuracy"] == pytest.approx(_accuracy(tta, data.y_test), abs=1e-6)
     assert printed["test_loss"] == pytest.approx(_loss(tta, data.y_test), abs=1e-5)
@@ -156,7 +157,8 @@ def test_tta_of_an_ensemble_averages_per_model_then_across(tiny_runs, tiny_test_
     mean = (_tta(runs[0], data.x_test) + _tta(runs[1], data.x_test)) / 2
     assert printed["test_accuracy"] == pytest.approx(_accuracy(mean, data.y_test), abs=1e-6)
     assert [set(m) for m in printed["members"]] == [
-        {"model_file", "test_accuracy", "test_loss", "tta_test_accuracy", "tta_test_loss"}] * 2
+        {"model_file", "test_accuracy", "test_loss", "tta_test_accuracy", "tta_test_loss",
+         "tta_mirror"}] * 2
 
 
 def test_one_model_without_tta_keeps_the_plain_report(tiny_runs, tiny_test_set, capsys):
@@ -215,3 +217,19 @@ def test_default_report_folders(tmp_path):
     assert ens.default_report_dir(run, 2, False) == run / "report-ensemble"
     assert ens.default_report_dir(run, 1, True) == run / "report-tta"
     assert ens.default_report_dir(run / "model.keras", 3, True) == run / "report-ensemble-tta"
+
+
+def test_tta_adds_mirrored_views_for_a_run_trained_with_hflip(tiny_test_set, tmp_path, capsys):
+    from tfcnn.config import TrainConfig
+    from tfcnn.train.loop import Hooks
+    from tfcnn.train.run import train_run
+
+    data = tiny_test_set
+    config = TrainConfig(model="4C3-P2-D10", epochs=1, seed=4, batch_size=16, hflip=True)
+    run = train_run(config, tmp_path / "mirrored", Hooks(), dataset=data).run_dir
+    printed = _json_of(["evaluate", str(run), "--tta", "--json"], capsys)
+    assert printed["tta"]["mirror"] is True
+    mirrored = _tta(run, data.x_test[:, :, ::-1])
+    expected = (_tta(run, data.x_test) + mirrored) / 2
+    assert printed["test_accuracy"] == pytest.approx(_accuracy(expected, data.y_test), abs=1e-6)
+    assert printed["test_loss"] == pytest.approx(_loss(expected, data.y_test), abs=1e-5)

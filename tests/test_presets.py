@@ -27,3 +27,15 @@ def test_given_settings_override_the_preset():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ConfigError, match="--preset 'turbo': unknown.*tutorial"):
         config_from_preset("turbo", {})
+
+
+def test_best_preset_changes_for_fashion_mnist_and_flags_still_win():
+    digits = config_from_preset("best", {})
+    clothes = config_from_preset("best", {"dataset": "fashion_mnist"})
+    assert digits.dataset == "mnist" and not digits.hflip and digits.rotate > 0
+    assert clothes.dataset == "fashion_mnist" and clothes.hflip and clothes.rotate == 0
+    assert clothes.model != digits.model
+    assert clothes.label_smoothing == digits.label_smoothing  # shared settings stay
+    mine = config_from_preset("best", {"dataset": "fashion_mnist", "hflip": False,
+                                       "model": "8C3-D10"})
+    assert not mine.hflip and mine.model == "8C3-D10"

@@ -15,6 +15,7 @@ from tfcnn.errors import ModelSpecError, TfcnnError
 from tfcnn.tta import (
     DEFAULT_SHIFTS,
     average_probabilities,
+    mirror_images,
     shift_images,
     shifted_copies,
     tta_probabilities,
@@ -187,3 +188,33 @@ def test_importing_tta_does_not_import_tensorflow():
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_mirror_adds_the_mirrored_view_of_every_shift():
+    images = np.zeros((1, 4, 4), np.uint8)
+    images[0, 1, 0] = 255  # a dot on the left edge
+    seen: list[np.ndarray] = []
+
+    def record(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.copy())
+        return np.tile([[1.0, 0.0]], (len(batch), 1))
+
+    tta_probabilities(record, images, shifts=((0, 0), (0, 1)), mirror=True)
+    assert len(seen) == 4
+    assert seen[0][0, 1, 0] == 255 and seen[1][0, 1, 1] == 255  # plain views, shifted right
+    assert seen[2][0, 1, 3] == 255 and seen[3][0, 1, 3] == 0  # mirrored, then shifted off
+    assert np.array_equal(mirror_images(images)[0], images[0][:, ::-1])
+
+
+def test_mirrored_views_change_the_average_for_an_asymmetric_model():
+    images = np.zeros((2, 4, 4), np.uint8)
+    images[:, :, :2] = 255  # ink on the left half
+
+    def left_detector(batch: np.ndarray) -> np.ndarray:
+        left = batch[:, :, :2].mean(axis=(1, 2)) > batch[:, :, 2:].mean(axis=(1, 2))
+        return np.stack([left, ~left], axis=1).astype(float)
+
+    plain = tta_probabilities(left_detector, images, shifts=((0, 0),))
+    both = tta_probabilities(left_detector, images, shifts=((0, 0),), mirror=True)
+    assert plain[:, 0].tolist() == [1.0, 1.0]
+    assert both[:, 0].tolist() == [0.5, 0.5]

@@ -23,7 +23,7 @@ import numpy as np
 
 from tfcnn import evaluate as ev
 from tfcnn.data import pipeline
-from tfcnn.errors import ModelSpecError
+from tfcnn.errors import ModelSpecError, TfcnnError
 from tfcnn.tta import DEFAULT_SHIFTS, Shift, average_probabilities, tta_probabilities
 
 PROBABILITY_FLOOR = 1e-7
@@ -40,7 +40,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def model_probabilities(model: keras.Model, images: np.ndarray,
                         shifts: Sequence[Shift] | None = None,
-                        batch_size: int = ev.BATCH_SIZE) -> np.ndarray:
+                        batch_size: int = ev.BATCH_SIZE, mirror: bool = False) -> np.ndarray:
     """float64 (N, classes) probabilities of uint8 `images` (N, H, W[, C]).
 
     Images are scaled by the training pipeline's own test batches; with `shifts`, the
@@ -52,7 +52,20 @@ def model_probabilities(model: keras.Model, images: np.ndarray,
                   for x, _ in pipeline.eval_batches(pairs, batch_size)]
         return _softmax(np.concatenate(logits))
 
-    return tta_probabilities(predict, images, shifts) if shifts else predict(images)
+    return tta_probabilities(predict, images, shifts, mirror) if shifts else predict(images)
+
+
+def trained_with_mirroring(model_file: Path) -> bool:
+    """True when the model's run trained with --hflip (its TTA then adds mirrored views)."""
+    run = ev.run_dir_of(model_file)
+    if run is None or not run.config.is_file():
+        return False
+    from tfcnn.train.rundir import read_config
+
+    try:
+        return read_config(run).hflip
+    except TfcnnError:  # an unreadable config.json only costs the mirrored views
+        return False
 
 
 def per_image_loss(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -118,14 +131,18 @@ def evaluate_ensemble(model_files: Sequence[Path], *, out_dir: Path, dataset: st
         plain = model_probabilities(model, test.images)
         members.append({"model_file": str(file), **scores(plain, test.labels)})
         if tta:
-            probs = model_probabilities(model, test.images, shifts)
-            members[-1].update({f"tta_{k}": v for k, v in scores(probs, test.labels).items()})
+            mirror = trained_with_mirroring(file)
+            probs = model_probabilities(model, test.images, shifts, mirror=mirror)
+            members[-1].update({f"tta_{k}": v for k, v in scores(probs, test.labels).items()},
+                               tta_mirror=mirror)
         member_probs.append(probs if tta else plain)
     if test is None:
         raise ModelSpecError("nothing to evaluate: an ensemble needs at least one model")
     probs = average_probabilities(member_probs)
     report: dict[str, Any] = {"model_file": str(files[0])} if len(files) == 1 else {}
-    report.update(members=members, tta={"shifts": [list(s) for s in shifts]} if tta else None)
+    mirrored = any(m.get("tta_mirror") for m in members)
+    report.update(members=members, tta={"shifts": [list(s) for s in shifts], "mirror": mirrored}
+                  if tta else None)
     report.update(ev.build_report(test, probs, probs.argmax(axis=1),
                                   per_image_loss(probs, test.labels)))
     # One model's training curves describe it; an ensemble's members have one each.
@@ -143,6 +160,8 @@ def heading(report: dict[str, Any]) -> list[str]:
         shifts = ", ".join(f"({dy}, {dx})" for dy, dx in tta["shifts"])
         lines.append(f"TTA: probabilities averaged over {len(tta['shifts'])} copies of each "
                      f"image shifted by (dy, dx) = {shifts} px"
+                     + (", each also mirrored (the run trained with --hflip)"
+                        if tta.get("mirror") else "")
                      + (", per model, then across models" if several else ""))
     for i, m in enumerate(members, start=1):
         own = f"test accuracy {100 * m['test_accuracy']:.2f}%, test loss {m['test_loss']:.4f}"

@@ -128,7 +128,8 @@ def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
     "probability"}, ...]}` with `top_k` capped at the number of classes. Images are prepared
     as the model was trained (its `preprocessing`; `preprocess=False`: resize only) and run
     in batches of `BATCH_SIZE`. With `tta`, the probabilities are averaged over each prepared
-    image and its copies shifted by one pixel (`tfcnn.tta.DEFAULT_SHIFTS`, black filled in).
+    image and its copies shifted by one pixel (`tfcnn.tta.DEFAULT_SHIFTS`, black filled in),
+    and their mirror images too when the model's run trained with --hflip.
     """
     from tfcnn.models.network import load_model, probabilities
 
@@ -145,13 +146,19 @@ def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
                           "(grey or RGB images)")
     results: list[dict[str, Any] | None] = [None] * len(paths)
     pending: list[tuple[int, np.ndarray]] = []
+    mirror = False
+    if tta:
+        from tfcnn.evaluate_ensemble import trained_with_mirroring
+
+        mirror = trained_with_mirroring(Path(model_file))
 
     def predict_batch(batch: np.ndarray) -> np.ndarray:
         return np.asarray(probabilities(model, batch), dtype=np.float64)
 
     def run_batch() -> None:
         batch = np.stack([array for _, array in pending])
-        probs = tta_probabilities(predict_batch, batch) if tta else predict_batch(batch)
+        probs = (tta_probabilities(predict_batch, batch, mirror=mirror) if tta
+                 else predict_batch(batch))
         names = class_names(model, probs.shape[1])
         for (index, _), row in zip(pending, probs, strict=True):
             results[index] = prediction(str(paths[index]), row, names, top_k)

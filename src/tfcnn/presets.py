@@ -49,9 +49,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Per-dataset changes to a preset (applied before the flags given): clothes are not digits.
 DATASET_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # Mirrored clothes are still the same clothes (rotated and zoomed ones much less so),
-    # and the harder classes (shirt / T-shirt / pullover / coat) want a wider network.
+    # and the harder classes (shirt / T-shirt / pullover / coat) want a wider network and
+    # more epochs: 48-96-192 filters in float32 for 24 epochs underfit (93.18%). bfloat16
+    # arithmetic (this CPU has AVX512-BF16) ran these wide layers 2-3x faster, which pays
+    # for both.
     ("best", "fashion_mnist"): {
-        "model": "48C5-P2-BN-96C3-BN-96C3-P2-BN-192C3-BN-DO40-D10",
+        "model": "64C5-P2-BN-128C3-BN-128C3-P2-BN-256C3-BN-DO30-D10",
+        "precision": "mixed_bfloat16",
+        "epochs": 36,
         "hflip": True,
         "shift": 2.0,
         "rotate": 0.0,

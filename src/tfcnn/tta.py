@@ -82,10 +82,20 @@ def average_probabilities(prob_arrays: Sequence[Any]) -> np.ndarray:
     return total / len(arrays)
 
 
+def mirror_images(images: Any) -> np.ndarray:
+    """The batch mirrored left to right (for models trained with --hflip)."""
+    images = np.asarray(images)
+    _check_images(images)
+    return images[:, :, ::-1].copy()
+
+
 def tta_probabilities(predict_fn: Callable[[np.ndarray], Any], images: Any,
-                      shifts: Sequence[Shift] = DEFAULT_SHIFTS) -> np.ndarray:
+                      shifts: Sequence[Shift] = DEFAULT_SHIFTS,
+                      mirror: bool = False) -> np.ndarray:
     """The class probabilities of `images` averaged over their shifted copies (float64).
 
+    With `mirror`, each shifted copy is also seen mirrored (2 x len(shifts) views): only for
+    models trained with mirroring, to which left and right are the same class.
     `predict_fn` maps a batch like `images` to its (N, classes) probabilities. The copies
     are made one at a time, so memory holds one copy of the batch, not len(shifts).
     """
@@ -93,5 +103,6 @@ def tta_probabilities(predict_fn: Callable[[np.ndarray], Any], images: Any,
     _check_images(images)
     if not len(shifts):
         raise ValueError("shifts: expected at least one (dy, dx) pair")
-    return average_probabilities([predict_fn(shift_images(images, dy, dx))
-                                  for dy, dx in shifts])
+    views = [images, mirror_images(images)] if mirror else [images]
+    return average_probabilities([predict_fn(shift_images(view, dy, dx))
+                                  for view in views for dy, dx in shifts])
