@@ -79,3 +79,21 @@ def test_flip_gives_either_the_image_or_its_exact_mirror_about_half_each():
     mirrored = [np.allclose(o, s[:, ::-1], atol=1e-6) for o, s in zip(out, src, strict=True)]
     assert all(a or b for a, b in zip(same, mirrored, strict=True))
     assert 60 < sum(mirrored) < 140
+
+
+def test_random_erasing_blanks_one_rectangle_in_about_p_of_the_images():
+    images = tf.ones((400, 28, 28, 1))
+    out = augment_images(images, Augmentation(erase=0.5), step_seed(2, tf.constant(5))).numpy()
+    erased = 1 - out.mean(axis=(1, 2, 3))
+    hit = erased > 0
+    assert 150 < hit.sum() < 250
+    # Each blank is one axis-aligned rectangle of 2-25% of the image (rounded to pixels).
+    assert erased[hit].min() > 0.005 and erased[hit].max() < 0.32
+    for image in out[hit][:20, ..., 0]:
+        rows, cols = np.nonzero(image == 0)
+        box = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert np.all(box == 0)
+    again = augment_images(images, Augmentation(erase=0.5), step_seed(2, tf.constant(5)))
+    assert np.array_equal(out, again.numpy())
+    none = augment_images(images, Augmentation(erase=0.0, shift=0.0), step_seed(2, tf.constant(5)))
+    assert none is images

@@ -57,6 +57,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                      help="random zoom between 1-F and 1+F (default 0)")
     aug.add_argument("--hflip", action="store_const", const=True,
                      help="random left-right mirroring (for clothes, not digits)")
+    aug.add_argument("--erase", type=float, metavar="P",
+                     help="random erasing: blank one random rectangle (2-25%% of the image) "
+                          "with probability P (default 0)")
     p.add_argument("--seed", type=int, help="random seed; the same seed gives the same run "
                                             "(default: a random one, recorded in config.json)")
     p.add_argument("--shuffle-buffer", type=int, metavar="N",

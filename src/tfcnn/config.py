@@ -36,6 +36,7 @@ class TrainConfig:
     rotate: float = 0.0               # degrees, either way
     zoom: float = 0.0                 # relative: 0.1 zooms 90% to 110%
     hflip: bool = False               # random left-right mirror (clothes, not digits)
+    erase: float = 0.0                # probability of random erasing (one blank rectangle)
     seed: int | None = None           # None: a random seed is drawn and recorded in config.json
     shuffle_buffer: int | None = None  # images; None: a quarter of the training set (tutorial)
     eval_batch_size: int = 1000       # images per test step: any size gives the same metrics
@@ -87,6 +88,8 @@ class TrainConfig:
         if not isinstance(self.label_smoothing, int | float) or not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing: expected a fraction from 0 to below 1, "
                               f"got {self.label_smoothing!r}")
+        if not isinstance(self.erase, int | float) or not 0 <= self.erase <= 1:
+            raise ConfigError(f"erase: expected a probability from 0 to 1, got {self.erase!r}")
         if self.zoom >= 1:
             raise ConfigError(f"zoom: expected a fraction below 1, got {self.zoom!r}")
         if not isinstance(self.lr, int | float) or not self.lr > 0:

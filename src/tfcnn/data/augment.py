@@ -3,7 +3,8 @@
 Shift, rotation and zoom are composed into a single 3x3 transform per image and applied by
 one `ImageProjectiveTransformV3` op (what Keras's RandomTranslation / RandomRotation /
 RandomZoom layers each call), so the three cost one resampling pass, not three. Horizontal
-flips (for clothing, not digits) fold into the same matrix.
+flips (for clothing, not digits) fold into the same matrix. Random erasing blanks a
+rectangle afterwards, with a mask (no resampling).
 
 Randomness is stateless: the draws depend only on the `seed` tensor the training step
 passes (the run's seed and the optimizer's step count), so a run is repeatable and a
@@ -25,10 +26,11 @@ class Augmentation:
     rotate: float = 0.0   # largest rotation, degrees, either way
     zoom: float = 0.0     # largest relative zoom in or out (0.1: 90% to 110%)
     hflip: bool = False   # mirror left-right with probability 1/2
+    erase: float = 0.0    # probability of blanking one random rectangle (random erasing)
 
     @property
     def active(self) -> bool:
-        return bool(self.shift or self.rotate or self.zoom or self.hflip)
+        return bool(self.shift or self.rotate or self.zoom or self.hflip or self.erase)
 
 
 def _uniform(batch: tf.Tensor, seed: tf.Tensor, stream: int, limit: float) -> tf.Tensor:
@@ -64,6 +66,37 @@ def affine_transforms(batch: tf.Tensor, height: int, width: int, aug: Augmentati
     return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
+def erase_rectangles(images: tf.Tensor, probability: float, seed: tf.Tensor) -> tf.Tensor:
+    """Random erasing (Zhong et al., 2017): with `probability`, one rectangle of each image,
+    2-25% of its area with an aspect ratio from 1/3 to 3, is set to 0 (the background).
+
+    The model must then recognise items from their remaining parts, which regularises it.
+    """
+    batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+
+    def draw(stream: int, low: float = 0.0, high: float = 1.0) -> tf.Tensor:
+        return tf.random.stateless_uniform(
+            [batch], seed=tf.random.experimental.stateless_fold_in(seed, stream),
+            minval=low, maxval=high)
+
+    area = draw(11, 0.02, 0.25) * height * width
+    aspect = tf.exp(draw(12, math.log(1 / 3), math.log(3)))
+    h = tf.minimum(tf.sqrt(area * aspect), float(height))
+    w = tf.minimum(tf.sqrt(area / aspect), float(width))
+    top = draw(13) * (height - h)
+    left = draw(14) * (width - w)
+    applied = draw(15) < probability
+    rows = tf.range(height, dtype=tf.float32)[tf.newaxis, :, tf.newaxis]
+    cols = tf.range(width, dtype=tf.float32)[tf.newaxis, tf.newaxis, :]
+
+    def column(v: tf.Tensor) -> tf.Tensor:
+        return v[:, tf.newaxis, tf.newaxis]
+
+    inside = ((rows >= column(top)) & (rows < column(top + h))
+              & (cols >= column(left)) & (cols < column(left + w)) & column(applied))
+    return images * tf.cast(~inside, images.dtype)[..., tf.newaxis]
+
+
 def augment_images(images: tf.Tensor, aug: Augmentation, seed: tf.Tensor) -> tf.Tensor:
     """Randomly warped copies of a float batch (B, H, W, C); `seed` is a shape-[2] int tensor.
 
@@ -72,10 +105,14 @@ def augment_images(images: tf.Tensor, aug: Augmentation, seed: tf.Tensor) -> tf.
     if not aug.active:
         return images
     height, width = images.shape[1], images.shape[2]
-    transforms = affine_transforms(tf.shape(images)[0], height, width, aug, seed)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.constant([height, width]),
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+    if aug.shift or aug.rotate or aug.zoom or aug.hflip:
+        transforms = affine_transforms(tf.shape(images)[0], height, width, aug, seed)
+        images = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=transforms, output_shape=tf.constant([height, width]),
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+    if aug.erase:
+        images = erase_rectangles(images, aug.erase, seed)
+    return images
 
 
 def step_seed(run_seed: int, step: tf.Tensor, replica: tf.Tensor | int = 0) -> tf.Tensor:

@@ -112,7 +112,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
 
 def augmentation_of(config: TrainConfig) -> Augmentation:
     return Augmentation(shift=config.shift, rotate=config.rotate, zoom=config.zoom,
-                        hflip=config.hflip)
+                        hflip=config.hflip, erase=config.erase)
 
 
 def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool = False,
