@@ -122,17 +122,22 @@ def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str
     return EvalSet(data.name, images, labels, data.class_names, data.source, len(skipped))
 
 
+def model_logits(model: keras.Model, images: np.ndarray,
+                 batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """float32 (N, classes) logits of uint8 `images` (N, H, W[, C]), in order."""
+    # The training pipeline's own test batches: identical scaling and channel axis.
+    pairs = pipeline.array_dataset(images, np.zeros(len(images), np.int32))
+    return np.concatenate([keras.ops.convert_to_numpy(model(x, training=False))
+                           for x, _ in pipeline.eval_batches(pairs, batch_size)])
+
+
 def _predict(model: keras.Model, images: np.ndarray, labels: np.ndarray,
              batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(logits as float32 (N, classes), per-image losses as float32 (N,)), in file order."""
     per_image_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-    logits, losses = [], []
-    # The training pipeline's own test batches: identical scaling and channel axis.
-    for x, y in pipeline.eval_batches(pipeline.array_dataset(images, labels), batch_size):
-        out = model(x, training=False)
-        logits.append(keras.ops.convert_to_numpy(out))
-        losses.append(keras.ops.convert_to_numpy(per_image_loss(y, out)))
-    return np.concatenate(logits), np.concatenate(losses)
+    logits = model_logits(model, images, batch_size)
+    losses = keras.ops.convert_to_numpy(per_image_loss(labels.astype(np.int32), logits))
+    return logits, losses
 
 
 def test_set_for(model_file: Path, model: keras.Model, dataset: str | None,

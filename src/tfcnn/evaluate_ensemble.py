@@ -22,7 +22,6 @@ import keras
 import numpy as np
 
 from tfcnn import evaluate as ev
-from tfcnn.data import pipeline
 from tfcnn.errors import ModelSpecError, TfcnnError
 from tfcnn.tta import DEFAULT_SHIFTS, Shift, average_probabilities, tta_probabilities
 
@@ -47,10 +46,7 @@ def model_probabilities(model: keras.Model, images: np.ndarray,
     probabilities are averaged over the shifted copies (zero-filled, before scaling).
     """
     def predict(batch: np.ndarray) -> np.ndarray:
-        pairs = pipeline.array_dataset(batch, np.zeros(len(batch), np.int32))
-        logits = [keras.ops.convert_to_numpy(model(x, training=False))
-                  for x, _ in pipeline.eval_batches(pairs, batch_size)]
-        return _softmax(np.concatenate(logits))
+        return _softmax(ev.model_logits(model, batch, batch_size))
 
     return tta_probabilities(predict, images, shifts, mirror) if shifts else predict(images)
 
