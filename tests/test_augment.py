@@ -1,12 +1,21 @@
 """In-graph augmentation: shapes, determinism by seed, label-preserving size, exact flips."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 
 from support import tiny_digits  # noqa: E402
-from tfcnn.data.augment import Augmentation, augment_images, step_seed  # noqa: E402
+from tfcnn.data.augment import (  # noqa: E402
+    Augmentation,
+    augment_images,
+    elastic_displacements,
+    gaussian_kernel,
+    sample_bilinear,
+    step_seed,
+)
 
 DIGITS = Augmentation(shift=2.5, rotate=10, zoom=0.1)
 
@@ -97,3 +106,74 @@ def test_random_erasing_blanks_one_rectangle_in_about_p_of_the_images():
     assert np.array_equal(out, again.numpy())
     none = augment_images(images, Augmentation(erase=0.0, shift=0.0), step_seed(2, tf.constant(5)))
     assert none is images
+
+
+def grid(batch: int, height: int, width: int) -> tuple[tf.Tensor, tf.Tensor]:
+    y, x = np.mgrid[:height, :width].astype(np.float32)
+    return tf.constant(np.tile(y, (batch, 1, 1))), tf.constant(np.tile(x, (batch, 1, 1)))
+
+
+def test_sampling_a_shifted_grid_is_an_exact_shift_with_zero_fill():
+    images = tf.random.stateless_uniform((3, 9, 11, 2), seed=[4, 5])
+    y, x = grid(3, 9, 11)
+    out = sample_bilinear(images, y + 1, x - 2).numpy()
+    src = images.numpy()
+    # output (i, j) = input (i + 1, j - 2): rows move up by one, columns right by two
+    np.testing.assert_allclose(out[:, :-1, 2:], src[:, 1:, :-2], rtol=1e-6)
+    assert not out[:, -1].any() and not out[:, :, :2].any()
+
+
+def test_sampling_half_a_pixel_off_averages_the_four_neighbours():
+    images = tf.constant(np.arange(12, dtype=np.float32).reshape(1, 3, 4, 1))
+    y, x = grid(1, 3, 4)
+    out = sample_bilinear(images, y + 0.5, x + 0.5).numpy()[0, :, :, 0]
+    src = images.numpy()[0, :, :, 0]
+    expected = (src[:-1, :-1] + src[:-1, 1:] + src[1:, :-1] + src[1:, 1:]) / 4
+    np.testing.assert_allclose(out[:-1, :-1], expected, rtol=1e-6)
+
+
+def test_elastic_and_affine_warps_resample_once_in_one_map():
+    # With a negligible elastic field the one-pass map must give what the affine op gives
+    # (same draws): the composition follows TensorFlow's transform convention exactly.
+    images = batch(16)
+    seed = step_seed(2, tf.constant(5))
+    warp = Augmentation(shift=2.5, rotate=10, zoom=0.1, hflip=True)
+    affine = augment_images(images, warp, seed).numpy()
+    both = augment_images(images, dataclasses.replace(warp, elastic=1e-4), seed).numpy()
+    np.testing.assert_allclose(both, affine, atol=2e-3)
+
+
+def test_gaussian_kernel_sums_to_one_and_peaks_in_the_middle():
+    kernel = gaussian_kernel(4.0).numpy()
+    assert kernel.shape == (17,) and abs(kernel.sum() - 1) < 1e-6
+    assert kernel.argmax() == 8 and np.allclose(kernel, kernel[::-1])
+
+
+def test_elastic_field_is_smooth_seeded_and_scaled_by_alpha():
+    seed = step_seed(1, tf.constant(2))
+    field = elastic_displacements(tf.constant(16), 28, 28, 34.0, 4.0, seed).numpy()
+    assert field.shape == (16, 28, 28, 2)
+    # Smooth: neighbouring pixels move almost alike, far less than independent noise would.
+    step = np.abs(np.diff(field, axis=1)).mean()
+    assert step < 0.2 * np.abs(field).mean()
+    # The two axes get independent fields (not one field used twice).
+    assert np.corrcoef(field[..., 0].ravel(), field[..., 1].ravel())[0, 1] < 0.5
+    # alpha scales the field linearly; the same seed draws the same field.
+    half = elastic_displacements(tf.constant(16), 28, 28, 17.0, 4.0, seed).numpy()
+    np.testing.assert_allclose(half * 2, field, rtol=1e-5, atol=1e-6)
+    other = elastic_displacements(tf.constant(16), 28, 28, 34.0, 4.0,
+                                  step_seed(1, tf.constant(3))).numpy()
+    assert not np.allclose(other, field)
+
+
+def test_elastic_distortion_keeps_the_digit_and_is_deterministic():
+    images = batch(32)
+    aug = Augmentation(elastic=34.0, elastic_sigma=4.0)
+    out = augment_images(images, aug, step_seed(5, tf.constant(1))).numpy()
+    again = augment_images(images, aug, step_seed(5, tf.constant(1))).numpy()
+    src = images.numpy()
+    assert np.array_equal(out, again) and not np.allclose(out, src)
+    for a, b in zip(src, out, strict=True):
+        assert 0.8 < b.sum() / a.sum() < 1.25  # the ink is moved, not lost
+        assert np.abs(centre_of_mass(b) - centre_of_mass(a)).max() < 2.5
+    assert out.min() >= 0 and out.max() <= 1 + 1e-6

@@ -48,6 +48,8 @@ def test_schedule_and_warmup_are_validated():
     ("zoom", 1.0, "^zoom: expected a fraction below 1"),
     ("label_smoothing", 1.0, "^label_smoothing: expected a fraction from 0 to below 1"),
     ("erase", 1.5, "^erase: expected a probability from 0 to 1"),
+    ("elastic", -34, "^elastic: expected a number >= 0"),
+    ("elastic_sigma", 0, "^elastic_sigma: expected a number > 0"),
 ])
 def test_regularisation_and_augmentation_settings_are_validated(field, value, message):
     with pytest.raises(ConfigError, match=message):

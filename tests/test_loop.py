@@ -169,7 +169,7 @@ def test_label_smoothing_raises_the_training_loss_floor(tmp_path):
 
 
 def test_augmented_training_is_repeatable_and_differs_from_plain(tmp_path):
-    settings = {"epochs": 2, "shift": 2.0, "rotate": 10.0}
+    settings = {"epochs": 2, "shift": 2.0, "rotate": 10.0, "elastic": 20.0}
     one = train_tiny(tmp_path, "one", **settings)
     two = train_tiny(tmp_path, "two", **settings)
     plain = train_tiny(tmp_path, "plain", epochs=2)

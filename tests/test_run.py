@@ -128,8 +128,8 @@ def test_augmented_label_smoothed_adamw_run_resumes_exactly_after_sigkill(shared
                                                                          tmp_path):
     # Augmentation draws are seeded by (seed, optimizer step), both in the checkpoint: a
     # resumed run must warp the remaining batches exactly as an uninterrupted run does.
-    extra = ("--shift", "2", "--rotate", "10", "--zoom", "0.1", "--label-smoothing", "0.1",
-             "--weight-decay", "0.01", "--schedule", "onecycle")
+    extra = ("--shift", "2", "--rotate", "10", "--zoom", "0.1", "--elastic", "20",
+             "--label-smoothing", "0.1", "--weight-decay", "0.01", "--schedule", "onecycle")
     whole = run_tfcnn(*train_args(shared_datasets_dir, tmp_path / "whole"), *extra)
     assert whole.returncode == 0, whole.stderr[-3000:]
     out = tmp_path / "killed"

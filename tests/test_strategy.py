@@ -23,7 +23,8 @@ import pytest
 
 from support import REPO, load_weights, run_tfcnn, same_weights
 from tfcnn.errors import ConfigError
-from tfcnn.train.strategy import Cluster, choose_strategy, read_tf_config
+from tfcnn.train.cluster import Cluster, read_tf_config
+from tfcnn.train.strategy import choose_strategy
 
 
 def tf_config(cluster: dict, task_type: str = "worker", index: int = 0) -> dict[str, str]:

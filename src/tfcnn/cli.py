@@ -118,7 +118,8 @@ class _Printer:
 def describe_augmentation(c: TrainConfig) -> str:
     parts = [f"shift {c.shift:g} px" if c.shift else "", f"rotate {c.rotate:g} deg" if c.rotate
              else "", f"zoom {c.zoom:g}" if c.zoom else "", "mirror" if c.hflip else "",
-             f"erase p={c.erase:g}" if c.erase else ""]
+             f"erase p={c.erase:g}" if c.erase else "",
+             f"elastic alpha {c.elastic:g} sigma {c.elastic_sigma:g}" if c.elastic else ""]
     given = [p for p in parts if p]
     return f"augmentation: {', '.join(given)}" if given else ""
 

@@ -60,6 +60,12 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     aug.add_argument("--erase", type=float, metavar="P",
                      help="random erasing: blank one random rectangle (2-25%% of the image) "
                           "with probability P (default 0)")
+    aug.add_argument("--elastic", type=float, metavar="ALPHA",
+                     help="elastic distortion (Simard et al. 2003): a smooth random field "
+                          "scaled by ALPHA pixels moves each pixel, as handwriting varies "
+                          "(default 0; 34 is Simard's)")
+    aug.add_argument("--elastic-sigma", type=float, metavar="PX",
+                     help=f"smoothness of the elastic field (default {_DEFAULTS.elastic_sigma:g})")
     p.add_argument("--seed", type=int, help="random seed; the same seed gives the same run "
                                             "(default: a random one, recorded in config.json)")
     p.add_argument("--shuffle-buffer", type=int, metavar="N",

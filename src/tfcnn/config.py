@@ -37,6 +37,8 @@ class TrainConfig:
     zoom: float = 0.0                 # relative: 0.1 zooms 90% to 110%
     hflip: bool = False               # random left-right mirror (clothes, not digits)
     erase: float = 0.0                # probability of random erasing (one blank rectangle)
+    elastic: float = 0.0              # elastic distortion's scale alpha, pixels (Simard: 34)
+    elastic_sigma: float = 4.0        # smoothness of the elastic field, pixels (Simard: 4)
     seed: int | None = None           # None: a random seed is drawn and recorded in config.json
     shuffle_buffer: int | None = None  # images; None: a quarter of the training set (tutorial)
     eval_batch_size: int = 1000       # images per test step: any size gives the same metrics
@@ -81,7 +83,7 @@ class TrainConfig:
                               f"got {self.strategy!r}")
         if not isinstance(self.warmup, int | float) or not 0 <= self.warmup < 1:
             raise ConfigError(f"warmup: expected a fraction from 0 to below 1, got {self.warmup!r}")
-        for field in ("weight_decay", "shift", "rotate", "zoom"):
+        for field in ("weight_decay", "shift", "rotate", "zoom", "elastic"):
             value = getattr(self, field)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{field}: expected a number >= 0, got {value!r}")
@@ -90,6 +92,9 @@ class TrainConfig:
                               f"got {self.label_smoothing!r}")
         if not isinstance(self.erase, int | float) or not 0 <= self.erase <= 1:
             raise ConfigError(f"erase: expected a probability from 0 to 1, got {self.erase!r}")
+        if (not isinstance(self.elastic_sigma, int | float) or isinstance(self.elastic_sigma, bool)
+                or not self.elastic_sigma > 0):
+            raise ConfigError(f"elastic_sigma: expected a number > 0, got {self.elastic_sigma!r}")
         if self.zoom >= 1:
             raise ConfigError(f"zoom: expected a fraction below 1, got {self.zoom!r}")
         if not isinstance(self.lr, int | float) or not self.lr > 0:

@@ -3,8 +3,15 @@
 Shift, rotation and zoom are composed into a single 3x3 transform per image and applied by
 one `ImageProjectiveTransformV3` op (what Keras's RandomTranslation / RandomRotation /
 RandomZoom layers each call), so the three cost one resampling pass, not three. Horizontal
-flips (for clothing, not digits) fold into the same matrix. Random erasing blanks a
-rectangle afterwards, with a mask (no resampling).
+flips (for clothing, not digits) fold into the same matrix. Elastic distortion (Simard et
+al., 2003; used by many of the best published MNIST results, e.g. Ciresan et al., 2012) then
+moves each pixel by a smooth random field. With it on, the field and the affine map are
+composed into one map and the image is resampled once, by `sample_bilinear`: resampling
+twice blurs every training image, and a model trained so failed on sharp test digits
+(97% against 99.4% once they were blurred by a quarter pixel). Keras's own
+`ops.image.elastic_transform` (3.15) resamples separately and draws its x and y fields from
+one seed, so it only displaces pixels along the diagonal. Random erasing blanks a rectangle
+last, with a mask.
 
 Randomness is stateless: the draws depend only on the `seed` tensor the training step
 passes (the run's seed and the optimizer's step count), so a run is repeatable and a
@@ -27,10 +34,13 @@ class Augmentation:
     zoom: float = 0.0     # largest relative zoom in or out (0.1: 90% to 110%)
     hflip: bool = False   # mirror left-right with probability 1/2
     erase: float = 0.0    # probability of blanking one random rectangle (random erasing)
+    elastic: float = 0.0  # elastic distortion's scale alpha, pixels (Simard et al.: 34)
+    elastic_sigma: float = 4.0  # smoothness of its displacement field, pixels (Simard: 4)
 
     @property
     def active(self) -> bool:
-        return bool(self.shift or self.rotate or self.zoom or self.hflip or self.erase)
+        return bool(self.shift or self.rotate or self.zoom or self.hflip or self.erase
+                    or self.elastic)
 
 
 def _uniform(batch: tf.Tensor, seed: tf.Tensor, stream: int, limit: float) -> tf.Tensor:
@@ -64,6 +74,72 @@ def affine_transforms(batch: tf.Tensor, height: int, width: int, aug: Augmentati
     b2 = cy - b0 * (cx + dx) - b1 * (cy + dy)
     zeros = tf.zeros([batch])
     return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+def gaussian_kernel(sigma: float) -> tf.Tensor:
+    """A normalised 1-D Gaussian of standard deviation `sigma`, 2 * ceil(2 sigma) + 1 taps."""
+    radius = max(1, math.ceil(2 * sigma))
+    taps = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * (taps / sigma) ** 2)
+    return kernel / tf.reduce_sum(kernel)
+
+
+def elastic_displacements(batch: tf.Tensor, height: int, width: int, alpha: float,
+                          sigma: float, seed: tf.Tensor) -> tf.Tensor:
+    """(batch, H, W, 2) displacements (dy, dx): uniform noise in [-1, 1] per pixel and axis,
+    smoothed by a Gaussian of std `sigma` and scaled by `alpha` (Simard et al., 2003)."""
+    noise = tf.random.stateless_uniform([batch, height, width, 2], minval=-1.0, maxval=1.0,
+                                        seed=tf.random.experimental.stateless_fold_in(seed, 21))
+    kernel = gaussian_kernel(sigma)
+    taps = int(kernel.shape[0])
+    # Separable blur, each of the two fields on its own (depthwise), zero beyond the edge.
+    rows = tf.tile(tf.reshape(kernel, [taps, 1, 1, 1]), [1, 1, 2, 1])
+    cols = tf.tile(tf.reshape(kernel, [1, taps, 1, 1]), [1, 1, 2, 1])
+    smooth = tf.nn.depthwise_conv2d(noise, rows, [1, 1, 1, 1], "SAME")
+    smooth = tf.nn.depthwise_conv2d(smooth, cols, [1, 1, 1, 1], "SAME")
+    return alpha * smooth
+
+
+def sample_bilinear(images: tf.Tensor, y: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """Output pixel (b, i, j) = input image b at (y, x)[b, i, j], bilinear; 0 outside.
+
+    `images` is (B, H, W, C); `y` and `x` are (B, H, W) positions in input pixels.
+    """
+    height, width = images.shape[1], images.shape[2]
+    y, x = tf.cast(y, tf.float32), tf.cast(x, tf.float32)
+    y0, x0 = tf.floor(y), tf.floor(x)
+    wy = tf.cast(y - y0, images.dtype)[..., tf.newaxis]
+    wx = tf.cast(x - x0, images.dtype)[..., tf.newaxis]
+    # Pixels are gathered by flat index from (B*H*W, C), the index computed in float64 (exact):
+    # gather_nd with batch_dims does integer arithmetic that oneDNN reports on every call.
+    pixels = tf.reshape(images, [-1, images.shape[3]])
+    first = tf.cast(tf.range(tf.shape(images)[0]), tf.float64)[:, tf.newaxis, tf.newaxis]
+    first *= height * width
+
+    def at(yi: tf.Tensor, xi: tf.Tensor) -> tf.Tensor:
+        inside = (yi >= 0) & (yi <= height - 1) & (xi >= 0) & (xi <= width - 1)
+        row = tf.cast(tf.clip_by_value(yi, 0, height - 1), tf.float64)
+        col = tf.cast(tf.clip_by_value(xi, 0, width - 1), tf.float64)
+        values = tf.gather(pixels, tf.cast(first + row * width + col, tf.int64))
+        return values * tf.cast(inside, images.dtype)[..., tf.newaxis]
+
+    top = at(y0, x0) * (1 - wx) + at(y0, x0 + 1) * wx
+    bottom = at(y0 + 1, x0) * (1 - wx) + at(y0 + 1, x0 + 1) * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def elastic_affine_positions(field: tf.Tensor, transforms: tf.Tensor | None
+                             ) -> tuple[tf.Tensor, tf.Tensor]:
+    """(y, x) input positions for each output pixel: the elastic displacement `field`
+    (B, H, W, 2) first, then the affine `transforms` (B, 8; None: none), in one map."""
+    height, width = field.shape[1], field.shape[2]
+    grid_y, grid_x = tf.meshgrid(tf.range(height, dtype=tf.float32),
+                                 tf.range(width, dtype=tf.float32), indexing="ij")
+    y, x = grid_y + field[..., 0], grid_x + field[..., 1]
+    if transforms is None:
+        return y, x
+    a0, a1, a2, b0, b1, b2 = (transforms[:, k, tf.newaxis, tf.newaxis] for k in range(6))
+    return b0 * x + b1 * y + b2, a0 * x + a1 * y + a2
 
 
 def erase_rectangles(images: tf.Tensor, probability: float, seed: tf.Tensor) -> tf.Tensor:
@@ -105,8 +181,13 @@ def augment_images(images: tf.Tensor, aug: Augmentation, seed: tf.Tensor) -> tf.
     if not aug.active:
         return images
     height, width = images.shape[1], images.shape[2]
-    if aug.shift or aug.rotate or aug.zoom or aug.hflip:
-        transforms = affine_transforms(tf.shape(images)[0], height, width, aug, seed)
+    batch = tf.shape(images)[0]
+    transforms = (affine_transforms(batch, height, width, aug, seed)
+                  if aug.shift or aug.rotate or aug.zoom or aug.hflip else None)
+    if aug.elastic:
+        field = elastic_displacements(batch, height, width, aug.elastic, aug.elastic_sigma, seed)
+        images = sample_bilinear(images, *elastic_affine_positions(field, transforms))
+    elif transforms is not None:
         images = tf.raw_ops.ImageProjectiveTransformV3(
             images=images, transforms=transforms, output_shape=tf.constant([height, width]),
             fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")

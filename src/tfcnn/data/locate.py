@@ -10,12 +10,7 @@ four files have been verified; a failed download leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import http.client
 import os
-import sys
-import urllib.error
-import urllib.request
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -23,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from tfcnn.data.idx import decode_idx, gunzip_if_gzip, read_idx_with_sha256, sha256_of_idx
+from tfcnn.data.download import download_dataset, mirror_list, one_line
+from tfcnn.data.idx import read_idx_with_sha256, sha256_of_idx
 from tfcnn.data.registry import (
     NPZ_KEYS,
     DatasetFile,
@@ -36,9 +31,6 @@ from tfcnn.data.registry import (
     identify_digest,
 )
 from tfcnn.errors import DatasetError
-from tfcnn.fsutil import atomic_path
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -63,14 +55,6 @@ class _Place:
     path: Path | None  # a folder of IDX files, or an .npz when `npz`
     found: bool
     npz: bool = False
-
-
-class _MirrorFailure(Exception):
-    """One mirror failed for one file; the next mirror is tried."""
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _resolve(name: str | DatasetInfo) -> DatasetInfo:
@@ -184,88 +168,12 @@ def _load_npz(path: Path, info: DatasetInfo) -> dict[str, np.ndarray]:
                                        f"{', '.join(NPZ_KEYS.values())})")
                 arrays[f.role], sources[f.role] = npz[key], f"{path}[{key}]"
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DatasetError(f"{path}: cannot read as .npz ({_one_line(e)})") from e
+        raise DatasetError(f"{path}: cannot read as .npz ({one_line(e)})") from e
     for f in info.files:
         check_array(info, f.role, arrays[f.role], sources[f.role])
         _check_digest(sha256_of_idx(arrays[f.role]), f, sources[f.role])
     check_splits(info, arrays, sources)
     return arrays
-
-
-def _mirror_list(info: DatasetInfo, env: Mapping[str, str],
-                 mirrors: Sequence[str] | None) -> tuple[str, ...]:
-    if mirrors is not None:
-        return tuple(mirrors)
-    from_env = tuple(m.strip() for m in env.get("TFCNN_MIRRORS", "").split(",") if m.strip())
-    return from_env or info.mirrors
-
-
-def _fetch(url: str, dest: Path, timeout: float, progress: bool, desc: str) -> None:
-    with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
-        length = resp.headers.get("Content-Length", "")
-        expected = int(length) if length.strip().isdigit() else None
-        received = 0
-        # disable=None: tqdm stays silent when stderr is not a terminal.
-        with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                  disable=None if progress else True, file=sys.stderr, leave=False) as bar:
-            while chunk := resp.read(_CHUNK):
-                out.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-        out.flush()
-        os.fsync(out.fileno())
-    if expected is not None and received != expected:
-        raise _MirrorFailure(f"truncated: received {received} of {expected} bytes")
-
-
-def _download_file(f: DatasetFile, tmp: Path, mirrors: Sequence[str], timeout: float,
-                   progress: bool) -> np.ndarray:
-    failures = []
-    for base in mirrors:
-        url = base.rstrip("/") + "/" + f.filename
-        try:
-            _fetch(url, tmp, timeout, progress, f.filename)
-            raw = gunzip_if_gzip(tmp.read_bytes(), url)
-            arr = decode_idx(raw, url)
-            digest = hashlib.sha256(raw).hexdigest()
-            if digest != f.sha256:
-                raise _MirrorFailure(f"SHA-256 of the IDX content is {digest}, "
-                                     f"expected {f.sha256}")
-            return arr
-        except DatasetError as e:  # already names the URL
-            failures.append(_one_line(e))
-        except urllib.error.HTTPError as e:
-            e.close()
-            failures.append(f"{url}: HTTP {e.code} {_one_line(e.reason)}")
-        except urllib.error.URLError as e:
-            failures.append(f"{url}: {_one_line(e.reason)}")
-        except (_MirrorFailure, OSError, http.client.HTTPException, ValueError) as e:
-            failures.append(f"{url}: {_one_line(e)}")
-    raise DatasetError("tried " + "; ".join(failures))
-
-
-def _download(info: DatasetInfo, cache: Path, mirrors: Sequence[str], timeout: float,
-              progress: bool) -> dict[str, np.ndarray]:
-    if not mirrors:
-        raise DatasetError("no mirrors configured")
-    # Folders this call creates, deepest first, so a failure can remove them again.
-    created = [p for p in (cache, *cache.parents) if not p.exists()]
-    try:
-        # Each file's temp stays beside its target until all four are verified; leaving the
-        # stack without an error renames them into place, an error deletes them all.
-        with contextlib.ExitStack() as stack:
-            arrays, sources = {}, {}
-            for f in info.files:
-                tmp = stack.enter_context(atomic_path(cache / f.filename))
-                arrays[f.role] = _download_file(f, tmp, mirrors, timeout, progress)
-                sources[f.role] = str(cache / f.filename)
-                check_array(info, f.role, arrays[f.role], sources[f.role])
-            check_splits(info, arrays, sources)
-        return arrays
-    finally:
-        for d in created:
-            with contextlib.suppress(OSError):
-                d.rmdir()  # only succeeds when empty, i.e. after a failure
 
 
 def _loaded(info: DatasetInfo, arrays: Mapping[str, np.ndarray], source: str) -> LoadedDataset:
@@ -301,7 +209,8 @@ def load_dataset(name: str | DatasetInfo, data_dir: str | os.PathLike[str] | Non
         return _loaded(info, arrays, str(place.path))
     if download:
         try:
-            arrays = _download(info, cache, _mirror_list(info, env, mirrors), timeout, progress)
+            urls = mirror_list(info, env, mirrors)
+            arrays = download_dataset(info, cache, urls, timeout, progress)
             return _loaded(info, arrays, f"download -> {cache}")
         except DatasetError as e:
             outcome = f"download failed ({e})"
@@ -324,7 +233,7 @@ def describe_source(name: str | DatasetInfo, data_dir: str | os.PathLike[str] | 
         if place.found:
             return str(place.path)
     cache = tfcnn_cache_dir(env) / info.name
-    urls = _mirror_list(info, env, mirrors)
+    urls = mirror_list(info, env, mirrors)
     if not urls:
         return f"not found locally; no mirrors configured to download into {cache}"
     return f"not found locally; would download from {' or '.join(urls)} into {cache}"

@@ -112,7 +112,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
 
 def augmentation_of(config: TrainConfig) -> Augmentation:
     return Augmentation(shift=config.shift, rotate=config.rotate, zoom=config.zoom,
-                        hflip=config.hflip, erase=config.erase)
+                        hflip=config.hflip, erase=config.erase, elastic=config.elastic,
+                        elastic_sigma=config.elastic_sigma)
 
 
 def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool = False,
