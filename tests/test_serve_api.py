@@ -16,6 +16,7 @@ import logging
 import re
 import socket
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -245,12 +246,21 @@ def test_info_describes_the_model(client):
     assert info["max_body_bytes"] == LIMIT and info["batching"]["max_batch"] == 64
 
 
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "tfcnn.serve.access"]
+
+
 def test_one_log_line_per_request(client, caplog):
     with caplog.at_level(logging.INFO, logger="tfcnn.serve.access"):
         client.get(f"/v1/models/{NAME}")
         client.post(f"/v1/models/{NAME}:predict", content=b"{")
         client.get("/nope")
-    lines = [r.getMessage() for r in caplog.records if r.name == "tfcnn.serve.access"]
+        # The server logs a request after sending its response, so the client can read the
+        # last response before its line is written: wait for it (briefly).
+        deadline = time.monotonic() + 5
+        while len(access_lines(caplog)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = access_lines(caplog)
     assert len(lines) == 3
     assert re.fullmatch(rf"127\.0\.0\.1:\d+ GET /v1/models/{NAME} 200 \d+\.\d ms", lines[0])
     assert f"POST /v1/models/{NAME}:predict 400 " in lines[1]
