@@ -52,3 +52,11 @@ def test_skipping_batches_resumes_the_same_order():
 def test_default_shuffle_buffer_is_a_quarter_of_the_training_set():
     assert pipeline.default_shuffle_buffer(60_000) == 15_000
     assert pipeline.default_shuffle_buffer(2) == 1
+
+
+def test_pipelines_run_without_the_autotuner():
+    # With AUTOTUNE, training epochs stalled to exactly half speed (see pipeline.py).
+    pairs = pipeline.array_dataset(*arrays(10))
+    for ds in (pipeline.train_batches(pairs, 4, 10, 1, 1), pipeline.eval_batches(pairs, 4)):
+        assert ds.options().autotune.enabled is False
+        assert sum(int(b.shape[0]) for b, _ in ds) == 10

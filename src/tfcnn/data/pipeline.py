@@ -21,6 +21,24 @@ def default_shuffle_buffer(num_train: int) -> int:
     return max(1, num_train // 4)
 
 
+# Fixed, small parallelism and prefetch depth, with tf.data's autotuner off. With AUTOTUNE, whole
+# training epochs of this loop ran at exactly half (or a quarter) of their speed: a starved phase
+# ended only on the autotuner's next run, which comes at 10 ms x (2^k - 1) after the iterator
+# starts (its period doubles), so slow phases lasted exactly 20.47 s, 40.95 s or 81.91 s.
+# Scaling a uint8 batch is cheap: two parallel calls and two prefetched batches keep the
+# model fed on any core count (docs/benchmarks.md, "The slow epochs").
+_PARALLEL_CALLS = 2
+_PREFETCH_BATCHES = 2
+
+
+def _without_autotune(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """`batches` scaled to [0, 1] and prefetched, with fixed settings instead of AUTOTUNE."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return (batches.map(_scale, num_parallel_calls=_PARALLEL_CALLS)
+            .prefetch(_PREFETCH_BATCHES).with_options(options))
+
+
 def _scale(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     images = tf.cast(images, tf.float32) / 255.0
     return images[..., tf.newaxis] if images.shape.rank == 3 else images, labels
@@ -39,10 +57,9 @@ def train_batches(pairs: tf.data.Dataset, batch_size: int, shuffle_buffer: int, 
                .batch(batch_size))
     if skip_batches:
         batches = batches.skip(skip_batches)
-    return batches.map(_scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return _without_autotune(batches)
 
 
 def eval_batches(pairs: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     """Test batches in file order."""
-    return (pairs.batch(batch_size).map(_scale, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return _without_autotune(pairs.batch(batch_size))
