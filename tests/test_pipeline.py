@@ -55,7 +55,7 @@ def test_default_shuffle_buffer_is_a_quarter_of_the_training_set():
 
 
 def test_pipelines_run_without_the_autotuner():
-    # With AUTOTUNE, training epochs stalled to exactly half speed (see pipeline.py).
+    # With AUTOTUNE, training epochs stalled until the autotuner next ran (see pipeline.py).
     pairs = pipeline.array_dataset(*arrays(10))
     for ds in (pipeline.train_batches(pairs, 4, 10, 1, 1), pipeline.eval_batches(pairs, 4)):
         assert ds.options().autotune.enabled is False

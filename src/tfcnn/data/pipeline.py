@@ -21,10 +21,10 @@ def default_shuffle_buffer(num_train: int) -> int:
     return max(1, num_train // 4)
 
 
-# Fixed, small parallelism and prefetch depth, with tf.data's autotuner off. With AUTOTUNE, whole
-# training epochs of this loop ran at exactly half (or a quarter) of their speed: a starved phase
-# ended only on the autotuner's next run, which comes at 10 ms x (2^k - 1) after the iterator
-# starts (its period doubles), so slow phases lasted exactly 20.47 s, 40.95 s or 81.91 s.
+# Fixed, small parallelism and prefetch depth, with tf.data's autotuner off. With AUTOTUNE, many
+# training epochs of this loop stalled (20-40% slower): a starved phase ended only on the
+# autotuner's next run, which comes at 10 ms x (2^k - 1) after the iterator starts (its period
+# doubles), so stalled phases lasted exactly 20.47 s, 40.95 s or 81.91 s.
 # Scaling a uint8 batch is cheap: two parallel calls and two prefetched batches keep the
 # model fed on any core count (docs/benchmarks.md, "The slow epochs").
 _PARALLEL_CALLS = 2
