@@ -52,8 +52,8 @@ DATASET_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # and the harder classes (shirt / T-shirt / pullover / coat) want a wider network that
     # keeps the full-size feature maps for two layers: trials with early pooling stayed at
     # 93.2-93.9%. bfloat16 arithmetic (this CPU has AVX512-BF16) runs these layers 2-3x
-    # faster, which pays for the width and 32 epochs (~28 min; with 28, TTA scored 0.1-0.4 points
-    # less); random erasing and a strong weight decay keep the wide network from
+    # faster, which pays for the width and 32 epochs (~28 min; with 28, TTA scored 0.1-0.4
+    # points less); random erasing and a strong weight decay keep the wide network from
     # overfitting (96.3% train, 93.8% test without).
     ("best", "fashion_mnist"): {
         "model": "32C3-BN-64C3-P2-BN-128C3-BN-128C3-P2-BN-256C3-BN-DO30-D10",
