@@ -50,6 +50,8 @@ def test_schedule_and_warmup_are_validated():
     ("erase", 1.5, "^erase: expected a probability from 0 to 1"),
     ("elastic", -34, "^elastic: expected a number >= 0"),
     ("elastic_sigma", 0, "^elastic_sigma: expected a number > 0"),
+    ("ema", 1.0, "^ema: expected a momentum from 0 to below 1"),
+    ("ema", -0.5, "^ema: expected a momentum from 0 to below 1"),
 ])
 def test_regularisation_and_augmentation_settings_are_validated(field, value, message):
     with pytest.raises(ConfigError, match=message):

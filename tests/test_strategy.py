@@ -119,7 +119,7 @@ from tfcnn.train.loop import Hooks
 from tfcnn.train.run import train_run
 out = Path(sys.argv[1])
 config = TrainConfig(model="16C3-P2-D10", epochs=2, batch_size=32, seed=3, lr=0.01,
-                     steps_per_call=4)
+                     steps_per_call=4, ema=0.9)  # the weight average is replicated too
 seen = {}
 for name, strategy, epochs in [("one", "default", 2), ("two", "mirrored", 2),
                                ("resumed", "mirrored", 1)]:

@@ -75,6 +75,7 @@ class _Printer:
               f"{optimizer} lr {c.lr}, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}")
         extras = [f"{c.schedule} schedule" if c.schedule != "constant" else "",
                   f"label smoothing {c.label_smoothing}" if c.label_smoothing else "",
+                  f"weight average (EMA {c.ema})" if c.ema else "",
                   describe_augmentation(c),
                   f"{c.precision} precision" if c.precision != "float32" else ""]
         if any(extras):

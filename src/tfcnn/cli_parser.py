@@ -43,6 +43,10 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                    help="AdamW's decoupled weight decay (default 0: plain Adam)")
     p.add_argument("--label-smoothing", type=float, metavar="F",
                    help="label smoothing of the training loss (default 0)")
+    p.add_argument("--ema", type=float, metavar="M",
+                   help="keep an exponential moving average of the weights with momentum M "
+                        "(e.g. 0.999): epochs are evaluated, and model.keras saved, with it "
+                        "(default 0: none)")
     p.add_argument("--val-split", type=float, metavar="F",
                    help="mnist/fashion_mnist: hold out this fraction of the training set "
                         "(stratified, seeded) for validation; epochs report validation "

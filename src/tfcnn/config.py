@@ -31,6 +31,8 @@ class TrainConfig:
     warmup: float = 0.2               # onecycle: fraction of all steps spent warming up
     weight_decay: float = 0.0         # > 0: AdamW with this decoupled decay (times the lr)
     label_smoothing: float = 0.0      # training loss only; the reported test loss is plain
+    ema: float = 0.0                  # > 0: evaluate and keep an exponential moving average
+                                      # of the weights with this momentum (e.g. 0.999)
     # In-graph augmentation of each training batch (data/augment.py); 0 / False: none.
     shift: float = 0.0                # pixels, either way, each axis
     rotate: float = 0.0               # degrees, either way
@@ -90,6 +92,9 @@ class TrainConfig:
         if not isinstance(self.label_smoothing, int | float) or not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing: expected a fraction from 0 to below 1, "
                               f"got {self.label_smoothing!r}")
+        if (not isinstance(self.ema, int | float) or isinstance(self.ema, bool)
+                or not 0 <= self.ema < 1):
+            raise ConfigError(f"ema: expected a momentum from 0 to below 1, got {self.ema!r}")
         if not isinstance(self.erase, int | float) or not 0 <= self.erase <= 1:
             raise ConfigError(f"erase: expected a probability from 0 to 1, got {self.erase!r}")
         if (not isinstance(self.elastic_sigma, int | float) or isinstance(self.elastic_sigma, bool)

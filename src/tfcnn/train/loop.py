@@ -28,6 +28,7 @@ from tfcnn.data import pipeline
 from tfcnn.data.augment import Augmentation, augment_images, step_seed
 from tfcnn.errors import TrainingInterrupted
 from tfcnn.fsutil import atomic_path
+from tfcnn.train.averaging import averaged_weights, keep_averaged_weights
 from tfcnn.train.checkpoint import TrainingState
 from tfcnn.train.rundir import RunDir, write_metrics
 from tfcnn.train.signals import StopRequest, stop_on_signals
@@ -54,6 +55,7 @@ class Steps:
     test: Callable[[tf.Tensor, tf.Tensor], None]
     train_metrics: list[keras.metrics.Metric]
     test_metrics: list[keras.metrics.Metric]
+    optimizer: keras.optimizers.Optimizer | None = None  # for its weight average, if any
 
 
 def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
@@ -110,7 +112,8 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     if strategy is not None:
         statistics = [v for v in model.non_trainable_variables
                       if keras.backend.is_float_dtype(v.dtype)]
-        return Steps(*replicated_steps(strategy, train_step, test_step, statistics), *metrics)
+        return Steps(*replicated_steps(strategy, train_step, test_step, statistics), *metrics,
+                     optimizer)
 
     # Several steps per call (like Keras's steps_per_execution): the same updates in the same
     # order, without a Python round trip and function-call overhead between steps.
@@ -120,7 +123,8 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
             images, labels = next(batches)
             train_step(images, labels)
 
-    return Steps(train_steps, tf.function(test_step, input_signature=signature), *metrics)
+    return Steps(train_steps, tf.function(test_step, input_signature=signature), *metrics,
+                 optimizer)
 
 
 def _save_model(model: keras.Model, run: RunDir) -> None:
@@ -267,8 +271,11 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
                     f"checkpoint saved to {path}; continue with: tfcnn train --resume {run.path}",
                     signum)
             # With a validation set, epochs are judged on it and the test set waits for the end.
-            test_loss, test_accuracy = _test_pass(steps, None if val_batches else test_batches)
-            val_loss, val_accuracy = _test_pass(steps, val_batches)
+            # With --ema, epochs are judged, and model.keras saved, with the averaged weights;
+            # the raw ones are back before the checkpoint (averaging.py).
+            with averaged_weights(model, steps.optimizer):
+                test_loss, test_accuracy = _test_pass(steps, None if val_batches else test_batches)
+                val_loss, val_accuracy = _test_pass(steps, val_batches)
             train_seconds = seconds_before + time.perf_counter() - started
             loss, accuracy = (float(m.result()) for m in steps.train_metrics)
             record = {"epoch": epoch, "loss": _rounded(loss), "accuracy": _rounded(accuracy),
@@ -285,7 +292,8 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
                                                       "val_accuracy": val_accuracy})
             write_metrics(run, config.dataset, model_name, records, train_seconds)
             if val_batches is None or best_epoch(records) == epoch:
-                _save_model(model, run)
+                with averaged_weights(model, steps.optimizer):
+                    _save_model(model, run)
             state.epoch.assign(epoch)
             state.step.assign(0)
             state.seconds.assign(train_seconds)
@@ -296,6 +304,8 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             for metric in steps.train_metrics:
                 metric.reset_state()
             skip = 0
+    if steps.optimizer is not None:  # the model ends with the weights model.keras has
+        keep_averaged_weights(model, steps.optimizer)
     if val_batches is not None and records:
         # The one use of the test set: the kept (best-on-validation) model's final report.
         kept = _keep_best_weights(model, run, records)

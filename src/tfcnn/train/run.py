@@ -100,11 +100,16 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int) -> float | Any:
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam (the tutorial's), or AdamW when a weight decay is set (decay not applied to BN)."""
+    """Adam (the tutorial's), or AdamW when a weight decay is set (decay not applied to BN).
+
+    With `config.ema` the optimizer also keeps a moving average of the weights (averaging.py).
+    """
     rate = learning_rate(config, steps_per_epoch)
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if not config.weight_decay:
-        return keras.optimizers.Adam(learning_rate=rate)
-    optimizer = keras.optimizers.AdamW(learning_rate=rate, weight_decay=config.weight_decay)
+        return keras.optimizers.Adam(learning_rate=rate, **ema)
+    optimizer = keras.optimizers.AdamW(learning_rate=rate, weight_decay=config.weight_decay,
+                                       **ema)
     # Decaying batch-norm scales and shifts and biases only fights the normalisation.
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return optimizer
