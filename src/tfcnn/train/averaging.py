@@ -16,8 +16,8 @@ from contextlib import contextmanager
 import keras
 
 
-def averages_of(optimizer: keras.optimizers.Optimizer) -> list[keras.Variable] | None:
-    """The optimizer's moving averages of the trainable weights; None without EMA."""
+def averages_of(optimizer: keras.optimizers.Optimizer | None) -> list[keras.Variable] | None:
+    """The optimizer's moving averages of the trainable weights; None without EMA (or one)."""
     if not getattr(optimizer, "use_ema", False):
         return None
     # Keras builds them in Optimizer.build() and offers no public accessor but this name.
@@ -28,7 +28,7 @@ def averages_of(optimizer: keras.optimizers.Optimizer) -> list[keras.Variable] |
 def averaged_weights(model: keras.Model, optimizer: keras.optimizers.Optimizer | None
                      ) -> Iterator[None]:
     """Within the block the model holds the averaged weights; the raw ones come back after."""
-    averages = averages_of(optimizer) if optimizer is not None else None
+    averages = averages_of(optimizer)
     if averages is None:
         yield
         return
