@@ -222,3 +222,45 @@ def test_a_model_not_saved_by_tfcnn_is_refused(small_model_file, tmp_path):
     (tmp_path / "junk.keras").write_text("not a zip")
     with pytest.raises(RunDirError, match="cannot load the model"):
         export_model(tmp_path / "junk.keras", "tflite", "none", tmp_path / "m.tflite")
+
+
+def _mirror_model_file(folder: Path, notation: str) -> Path:
+    from tfcnn.models.network import build_model
+
+    model = build_model(notation, (28, 28, 1), tuple("0123456789"), seed=4)
+    rng = np.random.default_rng(4)
+    # Batch-norm statistics away from their initial 0 / 1, so that their repetition is tested.
+    for layer in model.stack:
+        if "batchnorm" in layer.name:
+            layer.set_weights([rng.uniform(0.5, 2.0, w.shape) for w in layer.get_weights()])
+    path = folder / "mirror.keras"
+    model.save(path)
+    return path
+
+
+def test_a_mirror_network_exports_to_every_format_and_the_keras_file_needs_no_tfcnn(tmp_path):
+    from tfcnn.export import export_model, verify_export
+    from tfcnn.models.network import load_model, probabilities
+
+    source = _mirror_model_file(tmp_path, "8M3-BN-8M3-P2-BN-DO20-D10")
+    x = np.random.default_rng(5).random((9, 28, 28, 1), dtype=np.float32)
+    expected = np.asarray(probabilities(load_model(source), x))
+    for fmt, name in (("keras", "m.keras"), ("saved_model", "sm"), ("tflite", "m.tflite")):
+        export_model(source, fmt, "none", tmp_path / name)
+        np.testing.assert_allclose(verify_export(tmp_path / name, fmt, x), expected, atol=1e-5)
+    script = ("import sys, keras\n"
+              "m = keras.saving.load_model(sys.argv[1])\n"
+              "print(sorted({type(layer).__module__.split('.')[0] for layer in m.layers}))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.keras")],
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "['keras']"
+
+
+def test_a_mirror_part_ending_in_a_convolution_has_no_keras_export(tmp_path):
+    from tfcnn.export import export_model
+
+    source = _mirror_model_file(tmp_path, "8M3-BN-8C3-D10")
+    with pytest.raises(ConfigError, match="--format keras: .*export saved_model or tflite"):
+        export_model(source, "keras", "none", tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()
+    export_model(source, "tflite", "none", tmp_path / "m.tflite")

@@ -26,6 +26,8 @@ def test_lowercase_tokens_are_accepted():
     ("32C3-D10-P2-D10", 3, "P2"),
     ("32C3-P2", 2, "P2"),
     ("32C3S0-D10", 1, "32C3S0"),
+    ("31M3-D10", 1, "31M3"),
+    ("8C3-8M3-D10", 2, "8M3"),
 ])
 def test_bad_notation_names_the_token(text, token_no, token):
     with pytest.raises(ModelSpecError) as err:
@@ -59,3 +61,25 @@ def test_check_output_shape_rejects_a_net_that_shrinks_below_one_pixel():
     nt.check_output_shape(nt.PRESETS["tutorial"], (28, 28, 1))  # ends at 1x1: fine
     with pytest.raises(ModelSpecError, match="token 5 'P2'.*below 1x1"):
         nt.check_output_shape("32C5S2-32C5S2-P2-P2-P2-D10", (28, 28, 1))
+
+
+def test_mirror_convolutions_parse_and_may_be_followed_by_ordinary_ones():
+    assert nt.parse_notation("8m3-BN-16M3S2-8C3-D10") == [
+        nt.Conv(8, 3, mirror=True), nt.BatchNorm(), nt.Conv(16, 3, 2, mirror=True),
+        nt.Conv(8, 3), nt.Dense(10)]
+
+
+@pytest.mark.parametrize(("text", "size", "token", "columns"), [
+    ("8M3-P2-D10", 29, "P2", 27),           # a 2x2 pool over 27 columns drops the last one
+    ("8M4S2-D10", 27, "8M4S2", 27),         # stride 2 over 27 - 4 = 23 steps: one over
+    ("8M3-P2-8M3-P2-D10", 28, "P2", 11),    # 28 -> 26 -> 13 -> 11: the second pool
+])
+def test_check_output_shape_rejects_uneven_strides_and_pools_in_the_mirror_part(
+        text, size, token, columns):
+    with pytest.raises(ModelSpecError, match=f"{token!r} leaves 1 of {columns} columns"):
+        nt.check_output_shape(text, (size, size, 1))
+
+
+def test_check_output_shape_allows_uneven_pools_after_the_mirror_part():
+    nt.check_output_shape("8M3-8C3-P2-D10", (29, 29, 1))  # 25 columns: odd, but ordinary
+    nt.check_output_shape("8M3-P2-D10", (28, 28, 1))

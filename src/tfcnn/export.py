@@ -92,10 +92,18 @@ def _keras_model(model: Any) -> Any:
     """The trained layers as a plain functional model ending in a softmax."""
     import keras
 
+    from tfcnn.models.mirror import plain_layers
+
+    # Mirror layers are tfcnn's own: they become ordinary ones computing the same, so the
+    # file still loads without tfcnn.
+    try:
+        stack = plain_layers(model.stack, (None, *model.image_shape))
+    except ValueError as e:
+        raise ConfigError(f"--format keras: {e}; export saved_model or tflite instead") from e
     x = inputs = keras.Input(shape=model.image_shape, dtype="float32", name=INPUT_NAME)
     # The same layer objects (and so the same weights) the NotationModel calls in order;
     # a functional model runs BN/Dropout in inference mode unless told otherwise.
-    for layer in model.stack:
+    for layer in stack:
         x = layer(x)
     outputs = keras.layers.Softmax(axis=-1, name=OUTPUT_NAME)(x)
     return keras.Model(inputs, outputs, name=model.name)

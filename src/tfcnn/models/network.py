@@ -17,6 +17,7 @@ from typing import Any
 import keras
 from keras import layers
 
+from tfcnn.models import mirror as mi
 from tfcnn.models import notation as nt
 
 
@@ -41,22 +42,35 @@ def _make_layers(specs: list[nt.LayerSpec], seed: int,
 
     last = len(specs) - 1
     relu_after_pool = False
+    paired = False  # inside the mirror part: channels come in (filter, mirror image) halves
     for index, spec in enumerate(specs):
+        if paired and (isinstance(spec, nt.Dense) or isinstance(spec, nt.Conv)
+                       and not spec.mirror):
+            made.append(mi.MirrorFold(name="fold", **dtype))
+            paired = False
         if isinstance(spec, nt.Conv):
             # ReLU and max-pooling commute (both monotone), so a conv followed by a pool gets
             # its ReLU after the pool: the same numbers, on a quarter of the values.
             relu_after_pool = index < last and isinstance(specs[index + 1], nt.Pool)
-            made.append(layers.Conv2D(spec.filters, spec.kernel, strides=spec.stride,
-                                      padding="valid",
-                                      activation=None if relu_after_pool else "relu",
-                                      name=name("conv"), **_seeded(seed, index), **dtype))
+            activation = None if relu_after_pool else "relu"
+            if spec.mirror:
+                made.append(mi.MirrorConv2D(spec.filters, spec.kernel, strides=spec.stride,
+                                            paired_input=paired, activation=activation,
+                                            name=name("mirrorconv"), **_seeded(seed, index),
+                                            **dtype))
+                paired = True
+            else:
+                made.append(layers.Conv2D(spec.filters, spec.kernel, strides=spec.stride,
+                                          padding="valid", activation=activation,
+                                          name=name("conv"), **_seeded(seed, index), **dtype))
         elif isinstance(spec, nt.Pool):
             made.append(layers.MaxPool2D(pool_size=spec.size, name=name("pool"), **dtype))
             if relu_after_pool:
                 made.append(layers.ReLU(name=name("relu"), **dtype))
                 relu_after_pool = False
         elif isinstance(spec, nt.BatchNorm):
-            made.append(layers.BatchNormalization(name=name("batchnorm"), **dtype))
+            norm = mi.MirrorBatchNorm if paired else layers.BatchNormalization
+            made.append(norm(name=name("batchnorm"), **dtype))
         elif isinstance(spec, nt.Dropout):
             made.append(layers.Dropout(spec.rate, seed=seed * 1000 + index, name=name("dropout"),
                                        **dtype))

@@ -2,6 +2,9 @@
 
 `32C3-P2-32C3-P2-32C5S2-BN-DO40-D128-D10` reads left to right:
   nCk[Sk]  convolution, n filters of k x k, ReLU, valid padding, optional stride
+  nMk[Sk]  mirror convolution: n/2 filters, each also applied mirrored left to right (n even);
+           a network whose convolutions start with these is invariant to mirroring the
+           image (models/mirror.py); they cannot follow an ordinary convolution
   Pk       max-pooling k x k (stride k)
   BN       batch normalisation
   DOpp     dropout of pp percent
@@ -28,6 +31,7 @@ class Conv:
     filters: int
     kernel: int
     stride: int = 1
+    mirror: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,8 @@ class Dense:
 
 LayerSpec = Conv | Pool | BatchNorm | Dropout | Dense
 
-_TOKEN_FORMS = "nCk, nCkSs, Pk, BN, DOpp or Dn"
-_CONV = re.compile(r"(\d+)C(\d+)(?:S(\d+))?")
+_TOKEN_FORMS = "nCk, nCkSs, nMk, Pk, BN, DOpp or Dn"
+_CONV = re.compile(r"(\d+)([CM])(\d+)(?:S(\d+))?")
 _POOL = re.compile(r"P(\d+)")
 _DROPOUT = re.compile(r"DO(\d+)")
 _DENSE = re.compile(r"D(\d+)")
@@ -68,11 +72,14 @@ def _parse_token(notation: str, index: int, token: str) -> LayerSpec:
     if upper == "BN":
         return BatchNorm()
     if m := _CONV.fullmatch(upper):
-        filters, kernel = int(m[1]), int(m[2])
-        stride = int(m[3]) if m[3] else 1
+        filters, kernel = int(m[1]), int(m[3])
+        stride = int(m[4]) if m[4] else 1
         if min(filters, kernel, stride) < 1:
             raise _token_error(notation, index, token, "needs filters, kernel and stride >= 1")
-        return Conv(filters, kernel, stride)
+        if m[2] == "M" and filters % 2:
+            raise _token_error(notation, index, token,
+                               "needs an even number of filters (they come in mirror pairs)")
+        return Conv(filters, kernel, stride, mirror=m[2] == "M")
     if m := _POOL.fullmatch(upper):
         if int(m[1]) < 1:
             raise _token_error(notation, index, token, "needs a pool size >= 1")
@@ -94,14 +101,18 @@ def parse_notation(notation: str) -> list[LayerSpec]:
     if not notation.strip():
         raise ModelSpecError("model notation is empty (expected e.g. '32C3-P2-D128-D10')")
     layers: list[LayerSpec] = []
-    seen_dense = False
+    seen_dense = seen_plain_conv = False
     for index, token in enumerate(tokens):
         if not token:
             raise _token_error(notation, index, token, "is empty (two '-' in a row?)")
         spec = _parse_token(notation, index, token)
         if isinstance(spec, Conv | Pool) and seen_dense:
             raise _token_error(notation, index, token, "cannot follow a dense layer")
+        if isinstance(spec, Conv) and spec.mirror and seen_plain_conv:
+            raise _token_error(notation, index, token,
+                               "cannot follow an ordinary convolution (mirror ones come first)")
         seen_dense = seen_dense or isinstance(spec, Dense)
+        seen_plain_conv = seen_plain_conv or (isinstance(spec, Conv) and not spec.mirror)
         layers.append(spec)
     if not isinstance(layers[-1], Dense):
         raise _token_error(notation, len(tokens) - 1, tokens[-1],
@@ -129,16 +140,36 @@ def output_units(notation: str) -> int:
     return last.units
 
 
+def _uneven_columns(spec: LayerSpec, width: int) -> int:
+    """Columns a conv's stride or a pool leaves over at the right edge (0: none)."""
+    if isinstance(spec, Conv):
+        return (width - spec.kernel) % spec.stride
+    if isinstance(spec, Pool):
+        return width % spec.size
+    return 0
+
+
 def check_output_shape(notation: str, input_shape: tuple[int, int, int]) -> None:
-    """Raise ModelSpecError if a conv or pool would shrink the image below 1 x 1."""
+    """Raise ModelSpecError if a conv or pool would shrink the image below 1 x 1, or if one in
+    the mirror part of a network would leave columns over at one edge (its output would then
+    no longer mirror with its input)."""
     height, width = input_shape[:2]
+    in_mirror_part = False
     for index, spec in enumerate(parse_notation(notation)):
+        token = notation.split("-")[index]
+        if isinstance(spec, Conv):
+            in_mirror_part = spec.mirror
+        elif isinstance(spec, Dense):
+            in_mirror_part = False
+        if in_mirror_part and (left := _uneven_columns(spec, width)):
+            raise _token_error(notation, index, token,
+                               f"leaves {left} of {width} columns over at one edge (in the "
+                               "mirror part of a network, sizes must divide evenly)")
         if isinstance(spec, Conv):
             height = (height - spec.kernel) // spec.stride + 1
             width = (width - spec.kernel) // spec.stride + 1
         elif isinstance(spec, Pool):
             height, width = height // spec.size, width // spec.size
         if height < 1 or width < 1:
-            token = notation.split("-")[index]
             raise _token_error(notation, index, token,
                                f"shrinks the {input_shape[0]}x{input_shape[1]} input below 1x1")
