@@ -233,3 +233,20 @@ def test_tta_adds_mirrored_views_for_a_run_trained_with_hflip(tiny_test_set, tmp
     expected = (_tta(run, data.x_test) + mirrored) / 2
     assert printed["test_accuracy"] == pytest.approx(_accuracy(expected, data.y_test), abs=1e-6)
     assert printed["test_loss"] == pytest.approx(_loss(expected, data.y_test), abs=1e-5)
+
+
+def test_tta_leaves_out_mirrored_views_for_a_mirror_invariant_network(tiny_test_set, tmp_path,
+                                                                      capsys):
+    from tfcnn.config import TrainConfig
+    from tfcnn.train.loop import Hooks
+    from tfcnn.train.run import train_run
+
+    data = tiny_test_set
+    config = TrainConfig(model="4M3-P2-D10", epochs=1, seed=4, batch_size=16, hflip=True)
+    run = train_run(config, tmp_path / "invariant", Hooks(), dataset=data).run_dir
+    printed = _json_of(["evaluate", str(run), "--tta", "--json"], capsys)
+    assert printed["tta"]["mirror"] is False  # they would repeat the plain views
+    assert printed["test_accuracy"] == pytest.approx(
+        _accuracy(_tta(run, data.x_test), data.y_test), abs=1e-6)
+    np.testing.assert_allclose(_tta(run, data.x_test[:, :, ::-1]), _tta(run, data.x_test),
+                               atol=1e-5)

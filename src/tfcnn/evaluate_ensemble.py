@@ -64,6 +64,14 @@ def trained_with_mirroring(model_file: Path) -> bool:
         return False
 
 
+def tta_mirrors(model_file: Path, model: keras.Model) -> bool:
+    """Whether TTA adds mirrored views: for runs trained with --hflip, unless the network is
+    mirror-invariant by construction (the mirrored views would repeat the plain ones)."""
+    from tfcnn.models.mirror import is_mirror_invariant
+
+    return trained_with_mirroring(model_file) and not is_mirror_invariant(model)
+
+
 def per_image_loss(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Cross-entropy of each image's (averaged) probabilities, floored at PROBABILITY_FLOOR."""
     true = probs[np.arange(len(labels)), labels.astype(np.int64)]
@@ -127,7 +135,7 @@ def evaluate_ensemble(model_files: Sequence[Path], *, out_dir: Path, dataset: st
         plain = model_probabilities(model, test.images)
         members.append({"model_file": str(file), **scores(plain, test.labels)})
         if tta:
-            mirror = trained_with_mirroring(file)
+            mirror = tta_mirrors(file, model)
             probs = model_probabilities(model, test.images, shifts, mirror=mirror)
             members[-1].update({f"tta_{k}": v for k, v in scores(probs, test.labels).items()},
                                tta_mirror=mirror)

@@ -148,9 +148,9 @@ def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
     pending: list[tuple[int, np.ndarray]] = []
     mirror = False
     if tta:
-        from tfcnn.evaluate_ensemble import trained_with_mirroring
+        from tfcnn.evaluate_ensemble import tta_mirrors
 
-        mirror = trained_with_mirroring(Path(model_file))
+        mirror = tta_mirrors(Path(model_file), model)
 
     def predict_batch(batch: np.ndarray) -> np.ndarray:
         return np.asarray(probabilities(model, batch), dtype=np.float64)

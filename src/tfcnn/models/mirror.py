@@ -124,6 +124,11 @@ class MirrorFold(layers.Layer):
         return (*input_shape[:-1], input_shape[-1] // 2)
 
 
+def is_mirror_invariant(model: keras.Model) -> bool:
+    """True for a tfcnn network with mirror convolutions (which the notation puts first)."""
+    return any(isinstance(layer, MirrorConv2D) for layer in getattr(model, "stack", ()))
+
+
 def _plain_conv(conv: MirrorConv2D, input_shape: tuple[int | None, ...]) -> layers.Conv2D:
     plain = layers.Conv2D(conv.filters, conv.kernel_size, strides=conv.strides,
                           padding="valid", activation=conv.activation, name=conv.name)
