@@ -73,8 +73,7 @@ class MirrorConv2D(layers.Layer):
 
     def call(self, x: Any) -> Any:
         y = ops.conv(x, self.full_kernel(), strides=self.strides, padding="valid")
-        y = y + ops.tile(self.bias, [2])
-        return self.activation(y) if self.activation is not None else y
+        return self.activation(y + ops.tile(self.bias, [2]))
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         def size(n: int | None) -> int | None:
@@ -85,8 +84,7 @@ class MirrorConv2D(layers.Layer):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
                 "paired_input": self.paired_input,
-                "activation": keras.activations.serialize(self.activation)
-                if self.activation is not None else None,
+                "activation": keras.activations.serialize(self.activation),
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 

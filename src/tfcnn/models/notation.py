@@ -155,8 +155,9 @@ def check_output_shape(notation: str, input_shape: tuple[int, int, int]) -> None
     no longer mirror with its input)."""
     height, width = input_shape[:2]
     in_mirror_part = False
+    tokens = notation.split("-")
     for index, spec in enumerate(parse_notation(notation)):
-        token = notation.split("-")[index]
+        token = tokens[index]
         if isinstance(spec, Conv):
             in_mirror_part = spec.mirror
         elif isinstance(spec, Dense):
