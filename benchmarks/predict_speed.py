@@ -24,9 +24,9 @@ def main() -> None:
 
     import tensorflow as tf
 
+    from tfcnn.core.rundir import resolve_model_file
     from tfcnn.data.locate import load_dataset
     from tfcnn.models.network import load_model
-    from tfcnn.train.rundir import resolve_model_file
 
     model = load_model(resolve_model_file(args.source))
     data = load_dataset(model.dataset or "mnist", args.data_dir)

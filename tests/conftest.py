@@ -33,9 +33,9 @@ def trained_mnist_run(shared_datasets_dir, tmp_path_factory) -> Path:
 
     Trained once per test session, in-process, with a fixed seed (about 15-25 s).
     """
-    from tfcnn.config import TrainConfig
-    from tfcnn.train.loop import Hooks
-    from tfcnn.train.run import train_run
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.training.loop import Hooks
+    from tfcnn.training.run import train_run
 
     run_dir = tmp_path_factory.mktemp("trained") / "mnist-tutorial"
     config = TrainConfig(epochs=1, seed=0, data_dir=str(shared_datasets_dir))

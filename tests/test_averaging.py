@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from support import load_weights, same_weights, tiny_digits
-from tfcnn.config import TrainConfig
-from tfcnn.train.loop import Hooks
-from tfcnn.train.run import train_run
+from tfcnn.core.config import TrainConfig
+from tfcnn.training.loop import Hooks
+from tfcnn.training.run import train_run
 
 SMALL = "8C3-P2-BN-DO10-D32-D10"
 
@@ -17,7 +17,7 @@ def tiny_model_and_optimizer(ema: float):
     import keras
 
     from tfcnn.models.network import build_model
-    from tfcnn.train.run import make_optimizer
+    from tfcnn.training.run import make_optimizer
 
     model = build_model("4C3-D10", (28, 28, 1), tuple("0123456789"), seed=0)
     optimizer = make_optimizer(TrainConfig(lr=0.1, ema=ema), 10)
@@ -36,7 +36,7 @@ def step(model, optimizer, seed):
 
 
 def test_the_average_follows_the_momentum_formula():
-    from tfcnn.train.averaging import averages_of
+    from tfcnn.training.averaging import averages_of
 
     model, optimizer, _ = tiny_model_and_optimizer(ema=0.5)
     step(model, optimizer, 1)  # the first step starts the average at the weights
@@ -48,7 +48,7 @@ def test_the_average_follows_the_momentum_formula():
 
 
 def test_averaged_weights_are_swapped_in_and_the_raw_ones_back():
-    from tfcnn.train.averaging import averaged_weights, averages_of, keep_averaged_weights
+    from tfcnn.training.averaging import averaged_weights, averages_of, keep_averaged_weights
 
     model, optimizer, _ = tiny_model_and_optimizer(ema=0.9)
     for seed in range(3):
@@ -67,7 +67,7 @@ def test_averaged_weights_are_swapped_in_and_the_raw_ones_back():
 
 
 def test_without_ema_nothing_is_swapped():
-    from tfcnn.train.averaging import averaged_weights, averages_of
+    from tfcnn.training.averaging import averaged_weights, averages_of
 
     model, optimizer, _ = tiny_model_and_optimizer(ema=0.0)
     step(model, optimizer, 0)

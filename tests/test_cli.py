@@ -30,7 +30,7 @@ def test_python_dash_m_and_version():
 def test_train_defaults_are_the_tutorials():
     args = build_parser().parse_args(["train"])
     from tfcnn.cli import _config_from_args
-    from tfcnn.config import TrainConfig
+    from tfcnn.core.config import TrainConfig
 
     assert _config_from_args(args) == TrainConfig()
 

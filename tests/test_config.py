@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tfcnn.config import TrainConfig
-from tfcnn.errors import ConfigError
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import ConfigError
 
 
 def test_defaults_are_the_tutorial():

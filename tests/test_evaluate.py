@@ -1,4 +1,4 @@
-"""tfcnn.evaluate: metric helpers on hand-made arrays, the text report, input checks, and
+"""tfcnn.evaluation.report: metric helpers on hand-made arrays, the text report, input checks, and
 `tfcnn evaluate` on a trained MNIST run (slow) agreeing with what training measured."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from support import SHAPES, make_shapes, run_tfcnn, tiny_digits
-from tfcnn import evaluate as ev
 from tfcnn.cli import main
-from tfcnn.errors import ConfigError, ModelSpecError, RunDirError
+from tfcnn.core.errors import ConfigError, ModelSpecError, RunDirError
+from tfcnn.evaluation import report as ev
 
 MNIST_TEST_SUPPORT = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -147,9 +147,9 @@ def test_a_folder_with_other_class_names_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_a_folder_run_is_evaluated_on_its_held_out_split(tmp_path):
-    from tfcnn.config import TrainConfig
-    from tfcnn.train.loop import Hooks
-    from tfcnn.train.run import train_run
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.training.loop import Hooks
+    from tfcnn.training.run import train_run
 
     root = make_shapes(tmp_path / "shapes", per_class=10)
     config = TrainConfig(dataset=f"folder:{root}", model="4C3-P2-D3", epochs=2, seed=3,

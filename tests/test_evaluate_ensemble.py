@@ -1,4 +1,4 @@
-"""tfcnn.evaluate_ensemble: `tfcnn evaluate RUN_DIR RUN_DIR ... [--tta]`.
+"""tfcnn.evaluation.ensemble: `tfcnn evaluate RUN_DIR RUN_DIR ... [--tta]`.
 
 Two tiny runs are trained in-process on support.tiny_digits, and the test set is the same
 tiny set (evaluate's `load_dataset` is patched), so no real data is needed. The expected
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from support import SHAPES, make_shapes, tiny_digits
-from tfcnn import evaluate as ev
-from tfcnn import evaluate_ensemble as ens
 from tfcnn.cli import main
+from tfcnn.evaluation import ensemble as ens
+from tfcnn.evaluation import report as ev
 
 FOUR_KEYS = ["test_accuracy", "test_loss", "per_class", "confusion_matrix"]
 
@@ -25,9 +25,9 @@ FOUR_KEYS = ["test_accuracy", "test_loss", "per_class", "confusion_matrix"]
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     """Two run directories, seeds 1 and 2, one epoch on tiny digits; and that dataset."""
-    from tfcnn.config import TrainConfig
-    from tfcnn.train.loop import Hooks
-    from tfcnn.train.run import train_run
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.training.loop import Hooks
+    from tfcnn.training.run import train_run
 
     data = tiny_digits(n_train=256, n_test=160, seed=3)
     root = tmp_path_factory.mktemp("ensemble")
@@ -197,8 +197,8 @@ def test_mismatched_members_are_one_line_naming_the_member(tmp_path, tiny_test_s
 
 
 def test_folder_runs_holding_out_other_images_are_refused(tmp_path, capsys):
-    from tfcnn.config import TrainConfig
-    from tfcnn.train.rundir import RunDir, write_config
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.core.rundir import RunDir, write_config
 
     root = make_shapes(tmp_path / "shapes", per_class=6)
     for seed in (1, 2):  # the same folder, split with two seeds: other held-out images
@@ -220,9 +220,9 @@ def test_default_report_folders(tmp_path):
 
 
 def test_tta_adds_mirrored_views_for_a_run_trained_with_hflip(tiny_test_set, tmp_path, capsys):
-    from tfcnn.config import TrainConfig
-    from tfcnn.train.loop import Hooks
-    from tfcnn.train.run import train_run
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.training.loop import Hooks
+    from tfcnn.training.run import train_run
 
     data = tiny_test_set
     config = TrainConfig(model="4C3-P2-D10", epochs=1, seed=4, batch_size=16, hflip=True)
@@ -237,9 +237,9 @@ def test_tta_adds_mirrored_views_for_a_run_trained_with_hflip(tiny_test_set, tmp
 
 def test_tta_leaves_out_mirrored_views_for_a_mirror_invariant_network(tiny_test_set, tmp_path,
                                                                       capsys):
-    from tfcnn.config import TrainConfig
-    from tfcnn.train.loop import Hooks
-    from tfcnn.train.run import train_run
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.training.loop import Hooks
+    from tfcnn.training.run import train_run
 
     data = tiny_test_set
     config = TrainConfig(model="4M3-P2-D10", epochs=1, seed=4, batch_size=16, hflip=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from support import run_tfcnn
-from tfcnn.errors import ConfigError, RunDirError
+from tfcnn.core.errors import ConfigError, RunDirError
 
 # (format, quantize, out name, minimum top-1 agreement, maximum abs difference or None)
 CASES = [

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from support import make_shapes
+from tfcnn.core.errors import ConfigError, DatasetError
 from tfcnn.data.folders import (
     image_to_array,
     load_image_folder,
@@ -17,7 +18,6 @@ from tfcnn.data.folders import (
     parse_image_size,
     read_image,
 )
-from tfcnn.errors import ConfigError, DatasetError
 
 
 def make_ids(root: Path, counts: dict[str, int]) -> Path:

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tfcnn.fsutil import atomic_path, atomic_write_json, atomic_write_text
+from tfcnn.core.fsutil import atomic_path, atomic_write_json, atomic_write_text
 
 
 def test_write_replaces_content_and_leaves_no_temp(tmp_path):

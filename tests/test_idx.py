@@ -8,6 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from tfcnn.core.errors import DatasetError
 from tfcnn.data.idx import (
     decode_idx,
     encode_idx,
@@ -16,7 +17,6 @@ from tfcnn.data.idx import (
     sha256_of_idx,
     write_idx,
 )
-from tfcnn.errors import DatasetError
 
 DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tfcnn.core.errors import DatasetError
 from tfcnn.data.idx import encode_idx, sha256_of_idx, write_idx
 from tfcnn.data.locate import describe_source, load_dataset, tfcnn_cache_dir
 from tfcnn.data.registry import OFFICIAL_FILENAMES, ROLES, DatasetFile, DatasetInfo
-from tfcnn.errors import DatasetError
 
 FILENAMES = [OFFICIAL_FILENAMES[r] for r in ROLES]
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from support import load_weights, same_weights, tiny_digits
-from tfcnn.config import TrainConfig
-from tfcnn.errors import ModelSpecError, RunDirError
-from tfcnn.train.loop import Hooks
-from tfcnn.train.run import train_run
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import ModelSpecError, RunDirError
+from tfcnn.training.loop import Hooks
+from tfcnn.training.run import train_run
 
 SMALL = "8C3-P2-BN-DO10-D32-D10"
 
@@ -55,7 +55,7 @@ def test_run_directory_files_and_metrics_json_shape(tmp_path):
 
 
 def test_train_metrics_are_reset_every_epoch(tmp_path, monkeypatch):
-    from tfcnn.train import loop
+    from tfcnn.training import loop
 
     counts = []
     hooks = Hooks()
@@ -66,7 +66,7 @@ def test_train_metrics_are_reset_every_epoch(tmp_path, monkeypatch):
         hooks.epoch_end = lambda _record: counts.append(float(steps.train_metrics[0].count))
         return steps
 
-    monkeypatch.setattr("tfcnn.train.run.make_steps", spy)
+    monkeypatch.setattr("tfcnn.training.run.make_steps", spy)
     train_tiny(tmp_path, hooks=hooks, epochs=2)
     assert counts == [256.0, 256.0]
 
@@ -118,7 +118,7 @@ def test_several_steps_per_call_give_the_same_weights_as_one(tmp_path):
 
 
 def test_onecycle_schedule_warms_up_then_decays_to_zero():
-    from tfcnn.train.run import learning_rate
+    from tfcnn.training.run import learning_rate
 
     schedule = learning_rate(TrainConfig(lr=0.01, schedule="onecycle", warmup=0.25, epochs=2), 50)
     rates = [float(schedule(step)) for step in (0, 12, 25, 60, 100)]
@@ -130,7 +130,7 @@ def test_onecycle_schedule_warms_up_then_decays_to_zero():
 
 
 def test_cosine_schedule_starts_at_lr_and_decays_to_zero():
-    from tfcnn.train.run import learning_rate
+    from tfcnn.training.run import learning_rate
 
     schedule = learning_rate(TrainConfig(lr=0.01, schedule="cosine", epochs=2), 50)
     rates = [float(schedule(step)) for step in (0, 50, 100)]
@@ -143,7 +143,7 @@ def test_weight_decay_shrinks_conv_and_dense_kernels_but_not_batch_norm(tmp_path
     # lr tiny: the gradients barely move the weights, the decay (x lr x 1e4) dominates.
     import keras
 
-    from tfcnn.train.run import make_optimizer
+    from tfcnn.training.run import make_optimizer
 
     assert type(make_optimizer(TrainConfig(), 10)) is keras.optimizers.Adam
     plain = train_tiny(tmp_path, "plain", epochs=1, lr=1e-6)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tfcnn import metrics as ev
+from tfcnn.evaluation import metrics as ev
 
 
 def test_confusion_matrix_counts_rows_true_columns_predicted():

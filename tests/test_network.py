@@ -77,7 +77,7 @@ def test_load_model_keeps_config_fields(tmp_path):
 
 
 def test_invalid_notation_fails_before_building():
-    from tfcnn.errors import ModelSpecError
+    from tfcnn.core.errors import ModelSpecError
 
     with pytest.raises(ModelSpecError, match="token 2"):
         build_model("8C3-Q2-D10", (28, 28, 1), DIGITS, 0)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tfcnn.errors import ModelSpecError
+from tfcnn.core.errors import ModelSpecError
 from tfcnn.models import notation as nt
 
 

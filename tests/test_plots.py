@@ -1,5 +1,5 @@
-"""tfcnn.plots: each figure is a readable PNG of sensible size, written atomically; bad input
-is refused with ValueError and leaves no file behind; no TensorFlow and no pyplot."""
+"""tfcnn.evaluation.plots: each figure is a readable PNG of sensible size, written atomically;
+bad input is refused with ValueError and leaves no file behind; no TensorFlow and no pyplot."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfcnn.plots import plot_confusion_matrix, plot_training_curves, plot_worst_images
+from tfcnn.evaluation.plots import plot_confusion_matrix, plot_training_curves, plot_worst_images
 
 DIGITS = [str(d) for d in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -37,7 +37,7 @@ def _cm(n=10, seed=0):
 
 
 def test_import_uses_neither_tensorflow_nor_pyplot():
-    code = ("import sys, tfcnn.plots\n"
+    code = ("import sys, tfcnn.evaluation.plots\n"
             "bad = [m for m in ('tensorflow', 'keras', 'matplotlib.pyplot') if m in sys.modules]\n"
             "assert not bad, bad\n"
             "import matplotlib\n"

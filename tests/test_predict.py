@@ -19,7 +19,7 @@ from PIL import Image
 
 from support import digit_set, draw_digit, run_tfcnn
 from tfcnn import predict
-from tfcnn.errors import ConfigError
+from tfcnn.core.errors import ConfigError
 from tfcnn.predict import expand_inputs, format_csv, format_table, predict_files
 
 NAMES = tuple("abcdefghij")
@@ -165,7 +165,7 @@ def test_scale_models_get_their_own_input_size_and_channels(tmp_path):
 
 
 def _shift(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    # Zero padding, then the shifted window: independent of tfcnn.tta's slicing.
+    # Zero padding, then the shifted window: independent of tfcnn.evaluation.tta's slicing.
     h, w = batch.shape[1:3]
     padded = np.pad(batch, ((0, 0), (1, 1), (1, 1), (0, 0)))
     return padded[:, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
@@ -174,8 +174,8 @@ def _shift(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def test_tta_averages_the_prepared_image_and_its_one_pixel_shifts(tmp_path, small_model,
                                                                   capsys):
     from tfcnn.cli import main
+    from tfcnn.images.preprocess import load_image, prepare
     from tfcnn.models.network import load_model, probabilities
-    from tfcnn.preprocess import load_image, prepare
 
     paths = _write_images(tmp_path, ["a.png", "b.jpg", "c.png"])
     model = load_model(small_model)

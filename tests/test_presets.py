@@ -2,9 +2,9 @@
 
 import pytest
 
-from tfcnn.config import TrainConfig
-from tfcnn.errors import ConfigError
-from tfcnn.presets import PRESETS, config_from_preset
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import ConfigError
+from tfcnn.core.presets import PRESETS, config_from_preset
 
 
 def test_no_preset_is_the_plain_config():

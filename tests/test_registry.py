@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tfcnn.core.errors import DatasetError
 from tfcnn.data.idx import read_idx_with_sha256
 from tfcnn.data.registry import (
     ROLES,
@@ -16,7 +17,6 @@ from tfcnn.data.registry import (
     get_dataset_info,
     identify_digest,
 )
-from tfcnn.errors import DatasetError
 
 
 def test_names_and_aliases():

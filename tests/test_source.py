@@ -5,9 +5,9 @@ import json
 import pytest
 
 from support import load_weights, make_shapes, run_tfcnn
-from tfcnn.config import TrainConfig
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import ConfigError, DatasetError
 from tfcnn.data.source import check_dataset_setting, load_training_data
-from tfcnn.errors import ConfigError, DatasetError
 
 
 def test_folder_settings_are_refused_for_registered_datasets():

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from support import REPO, load_weights, run_tfcnn, same_weights
-from tfcnn.errors import ConfigError
-from tfcnn.train.cluster import Cluster, read_tf_config
-from tfcnn.train.strategy import choose_strategy
+from tfcnn.core.errors import ConfigError
+from tfcnn.training.cluster import Cluster, read_tf_config
+from tfcnn.training.strategy import choose_strategy
 
 
 def tf_config(cluster: dict, task_type: str = "worker", index: int = 0) -> dict[str, str]:
@@ -114,9 +114,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[2])
 from support import tiny_digits
-from tfcnn.config import TrainConfig
-from tfcnn.train.loop import Hooks
-from tfcnn.train.run import train_run
+from tfcnn.core.config import TrainConfig
+from tfcnn.training.loop import Hooks
+from tfcnn.training.run import train_run
 out = Path(sys.argv[1])
 config = TrainConfig(model="16C3-P2-D10", epochs=2, batch_size=32, seed=3, lr=0.01,
                      steps_per_call=4, ema=0.9)  # the weight average is replicated too
@@ -160,7 +160,7 @@ def test_mirrored_over_two_logical_cpus_trains_the_weights_one_device_does(tmp_p
 WORKER_MAIN = """
 import shutil, sys
 from pathlib import Path
-from tfcnn.train.strategy import Distribution
+from tfcnn.training.strategy import Distribution
 keep = Path(sys.argv[1])
 remove = Distribution.remove_worker_dir
 def remove_keeping_the_model(self, path):

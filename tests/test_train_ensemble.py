@@ -1,4 +1,4 @@
-"""tfcnn.train.ensemble: `tfcnn train --ensemble N`, resuming it, and ensemble directories as
+"""tfcnn.training.ensemble: `tfcnn train --ensemble N`, resuming it, and ensemble directories as
 `tfcnn evaluate` arguments. The slow tests train two tiny members on the real MNIST files."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 
 from support import load_weights, same_weights
 from tfcnn.cli import main
-from tfcnn.errors import ConfigError, RunDirError, TrainingInterrupted
-from tfcnn.train import ensemble
-from tfcnn.train.ensemble import ensemble_size, read_ensemble, resolve_model_files
+from tfcnn.core.errors import ConfigError, RunDirError, TrainingInterrupted
+from tfcnn.training import ensemble
+from tfcnn.training.ensemble import ensemble_size, read_ensemble, resolve_model_files
 
 TINY = ["--limit-train", "512", "--limit-test", "256", "--epochs", "1", "--model", "4C3-P2-D10"]
 
@@ -88,9 +88,9 @@ def test_bad_ensemble_flags_fail_fast_without_tensorflow(argv, message):
 
 
 def test_an_interrupted_member_says_how_to_resume_the_ensemble(tmp_path, monkeypatch):
-    from tfcnn.config import TrainConfig
-    from tfcnn.train import run
-    from tfcnn.train.loop import Hooks
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.training import run
+    from tfcnn.training.loop import Hooks
 
     def interrupted(config, path, hooks, **kwargs):
         raise TrainingInterrupted(f"interrupted in epoch 1 after step 3/16; checkpoint saved "

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tfcnn.cli_parser import build_parser
-from tfcnn.config import TrainConfig
-from tfcnn.errors import (
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import (
     EXIT_INTERRUPTED,
     EXIT_PARTIAL,
     ConfigError,
@@ -35,10 +35,10 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
     if args.resume is None:
-        from tfcnn.presets import config_from_preset
+        from tfcnn.core.presets import config_from_preset
 
         return config_from_preset(given.pop("preset", None), given)
-    from tfcnn.train.rundir import RunDir, read_config
+    from tfcnn.core.rundir import RunDir, read_config
 
     refused = sorted(set(given) - set(_RESUMABLE_OVERRIDES))
     if refused:
@@ -128,7 +128,7 @@ def describe_augmentation(c: TrainConfig) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from tfcnn.data.source import check_dataset_setting
     from tfcnn.models.notation import resolve_model
-    from tfcnn.train.ensemble import check_ensemble, ensemble_size
+    from tfcnn.training.ensemble import check_ensemble, ensemble_size
 
     ensemble = ensemble_size(args.ensemble, args.resume)  # None: one plain run
     config = _config_from_args(args)
@@ -142,15 +142,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data-dir {config.data_dir}: no such directory")
     started = time.perf_counter()
 
-    from tfcnn.tfenv import import_tensorflow
-    from tfcnn.train.strategy import create_distribution
+    from tfcnn.core.tfenv import import_tensorflow
+    from tfcnn.training.strategy import create_distribution
 
     # First: a multi-worker strategy must be created before TensorFlow sets up its devices.
     distribution = create_distribution(config.strategy)
     import_tensorflow()
-    from tfcnn.train.loop import Hooks
-    from tfcnn.train.run import train_run
-    from tfcnn.train.rundir import default_run_path
+    from tfcnn.core.rundir import default_run_path
+    from tfcnn.training.loop import Hooks
+    from tfcnn.training.run import train_run
 
     if args.resume:
         run_path = Path(args.resume)
@@ -174,8 +174,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_ensemble(config: TrainConfig, run_path: Path, size: int, resume: bool,
                     printer: _Printer, distribution: Any) -> int:
-    from tfcnn.train.ensemble import train_ensemble
-    from tfcnn.train.loop import Hooks
+    from tfcnn.training.ensemble import train_ensemble
+    from tfcnn.training.loop import Hooks
 
     def say(line: str) -> None:
         if not printer.quiet:
@@ -197,8 +197,8 @@ EVALUATE_JSON_KEYS = ("test_accuracy", "test_loss", "per_class", "confusion_matr
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tfcnn.tfenv import import_tensorflow
-    from tfcnn.train.ensemble import resolve_model_files
+    from tfcnn.core.tfenv import import_tensorflow
+    from tfcnn.training.ensemble import resolve_model_files
 
     model_files = resolve_model_files(args.source)
     if args.dataset is not None:  # a typo should not wait for TensorFlow to load
@@ -207,13 +207,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_dataset_setting(TrainConfig(dataset=args.dataset))
     import_tensorflow()
     if len(model_files) == 1 and not args.tta:  # one model: the plain report
-        from tfcnn.evaluate import evaluate_model, format_evaluation
+        from tfcnn.evaluation.report import evaluate_model, format_evaluation
 
         report = evaluate_model(model_files[0], dataset=args.dataset, data_dir=args.data_dir,
                                 out_dir=Path(args.out) if args.out else None)
         keys, text = EVALUATE_JSON_KEYS, format_evaluation
     else:
-        from tfcnn import evaluate_ensemble as ens
+        from tfcnn.evaluation import ensemble as ens
 
         out = (Path(args.out) if args.out
                else ens.default_report_dir(args.source[0], len(model_files), args.tta))
@@ -225,9 +225,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from tfcnn.core.rundir import resolve_model_file
+    from tfcnn.core.tfenv import import_tensorflow
     from tfcnn.predict import expand_inputs, format_csv, format_table, predict_files
-    from tfcnn.tfenv import import_tensorflow
-    from tfcnn.train.rundir import resolve_model_file
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k: expected a positive integer, got {args.top_k}")
@@ -246,8 +246,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tfcnn.tfenv import import_tensorflow
-    from tfcnn.train.rundir import resolve_model_file
+    from tfcnn.core.rundir import resolve_model_file
+    from tfcnn.core.tfenv import import_tensorflow
 
     model_file = resolve_model_file(args.source)
     import_tensorflow()
@@ -261,8 +261,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tfcnn.tfenv import import_tensorflow
-    from tfcnn.train.rundir import resolve_model_file
+    from tfcnn.core.rundir import resolve_model_file
+    from tfcnn.core.tfenv import import_tensorflow
 
     model_file = resolve_model_file(args.source)
     if not 0 < args.port < 65536:

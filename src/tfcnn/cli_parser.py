@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from tfcnn import __version__
-from tfcnn.config import TrainConfig
+from tfcnn.core.config import TrainConfig
 
 _DEFAULTS = TrainConfig()
 

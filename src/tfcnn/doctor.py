@@ -29,7 +29,7 @@ def _cpu_model() -> str:
 
 def _tensorflow_report() -> dict[str, Any]:
     try:
-        from tfcnn.tfenv import import_tensorflow
+        from tfcnn.core.tfenv import import_tensorflow
 
         tf = import_tensorflow()
         import keras

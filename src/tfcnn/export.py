@@ -3,7 +3,7 @@
 This module owns the exported artefacts' contract, the same for every format:
 
 - input: float32 images `[N, H, W, C]` scaled to 0-1 (what the training pipeline feeds the
-  model: pixel / 255; digit images already MNIST-style prepared, see `tfcnn.preprocess`);
+  model: pixel / 255; digit images already MNIST-style prepared, see `tfcnn.images.preprocess`);
 - output: softmax probabilities `[N, classes]` (the trained model returns logits; the export
   adds the softmax);
 - names: the signature `serving_default` with input `images` and output `probabilities`
@@ -15,7 +15,7 @@ The `.keras` export is a plain functional model (the trained layers, then a soft
 `keras.saving.load_model` reads it without importing tfcnn; it is for deployment, not for
 feeding back into tfcnn commands, which read a run's `model.keras`.
 
-Writes are atomic: files go through `tfcnn.fsutil.atomic_path`, a SavedModel is written to
+Writes are atomic: files go through `tfcnn.core.fsutil.atomic_path`, a SavedModel is written to
 a temporary folder beside `out` and renamed into place. An existing file at `out` is replaced,
 an existing SavedModel folder too; any other existing folder is refused, never deleted.
 """
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from tfcnn.errors import ConfigError, RunDirError
-from tfcnn.fsutil import atomic_path
+from tfcnn.core.errors import ConfigError, RunDirError
+from tfcnn.core.fsutil import atomic_path
 
 FORMATS = ("keras", "saved_model", "tflite")
 QUANTIZE = ("none", "dynamic", "float16")

@@ -2,7 +2,7 @@
 
 `expand_inputs` turns the command's PATH arguments into a list of files (no TensorFlow, so
 the CLI can check them before TensorFlow loads); `predict_files` decodes and prepares each
-image (`tfcnn.preprocess`) and runs the model on batches; `format_table` and `format_csv`
+image (`tfcnn.images.preprocess`) and runs the model on batches; `format_table` and `format_csv`
 render the results. A file that cannot be read becomes an error entry, never a failed run.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from tfcnn.errors import ConfigError, TfcnnError
-from tfcnn.preprocess import FORMATS_TEXT, PREPROCESSINGS, ImageError, load_image, prepare
-from tfcnn.tta import tta_probabilities
+from tfcnn.core.errors import ConfigError, TfcnnError
+from tfcnn.evaluation.tta import tta_probabilities
+from tfcnn.images.preprocess import FORMATS_TEXT, PREPROCESSINGS, ImageError, load_image, prepare
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".webp"})
 BATCH_SIZE = 256  # images per inference call: bounded memory, few calls
@@ -128,8 +128,8 @@ def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
     "probability"}, ...]}` with `top_k` capped at the number of classes. Images are prepared
     as the model was trained (its `preprocessing`; `preprocess=False`: resize only) and run
     in batches of `BATCH_SIZE`. With `tta`, the probabilities are averaged over each prepared
-    image and its copies shifted by one pixel (`tfcnn.tta.DEFAULT_SHIFTS`, black filled in),
-    and their mirror images too when the model's run trained with --hflip.
+    image and its copies shifted by one pixel (`tfcnn.evaluation.tta.DEFAULT_SHIFTS`, black
+    filled in),    and their mirror images too when the model's run trained with --hflip.
     """
     from tfcnn.models.network import load_model, probabilities
 
@@ -148,7 +148,7 @@ def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
     pending: list[tuple[int, np.ndarray]] = []
     mirror = False
     if tta:
-        from tfcnn.evaluate_ensemble import tta_mirrors
+        from tfcnn.evaluation.ensemble import tta_mirrors
 
         mirror = tta_mirrors(Path(model_file), model)
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from tfcnn.core.errors import DatasetError
+from tfcnn.core.fsutil import atomic_path
 from tfcnn.data.idx import decode_idx, gunzip_if_gzip
 from tfcnn.data.registry import DatasetFile, DatasetInfo, check_array, check_splits
-from tfcnn.errors import DatasetError
-from tfcnn.fsutil import atomic_path
 
 _CHUNK = 1 << 20
 

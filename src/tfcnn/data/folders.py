@@ -36,9 +36,9 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps
 
+from tfcnn.core.errors import ConfigError, DatasetError
 from tfcnn.data.locate import LoadedDataset
 from tfcnn.data.split import stratified_split
-from tfcnn.errors import ConfigError, DatasetError
 
 FOLDER_PREFIX = "folder:"
 MAX_SIDE = 4096  # per image side; a typo like 2800 would otherwise ask for tens of GB

@@ -17,8 +17,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from tfcnn.errors import DatasetError
-from tfcnn.fsutil import atomic_write_bytes
+from tfcnn.core.errors import DatasetError
+from tfcnn.core.fsutil import atomic_write_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
 

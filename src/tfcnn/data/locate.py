@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfcnn.core.errors import DatasetError
 from tfcnn.data.download import download_dataset, mirror_list, one_line
 from tfcnn.data.idx import read_idx_with_sha256, sha256_of_idx
 from tfcnn.data.registry import (
@@ -30,7 +31,6 @@ from tfcnn.data.registry import (
     get_dataset_info,
     identify_digest,
 )
-from tfcnn.errors import DatasetError
 
 
 @dataclass(frozen=True)

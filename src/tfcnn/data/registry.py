@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from tfcnn.errors import DatasetError
+from tfcnn.core.errors import DatasetError
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 # Keys of the arrays inside a Keras-style .npz (mnist.npz).

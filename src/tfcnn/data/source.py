@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from tfcnn.config import TrainConfig
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import ConfigError, DatasetError
 from tfcnn.data.folders import load_image_folder, parse_folder_spec, parse_image_size
 from tfcnn.data.locate import LoadedDataset, load_dataset
 from tfcnn.data.registry import get_dataset_info
 from tfcnn.data.split import stratified_split
-from tfcnn.errors import ConfigError, DatasetError
 
 DEFAULT_VAL_SPLIT = 0.1
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tfcnn.errors import ModelSpecError
+from tfcnn.core.errors import ModelSpecError
 
 # The tutorial's network, with its bug fixed: the last layer gives logits, not softmax.
 PRESETS: dict[str, str] = {

@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from tfcnn import __version__
-from tfcnn.errors import ConfigError
+from tfcnn.core.errors import ConfigError
 from tfcnn.serve import kserve, tfserving
 from tfcnn.serve.batching import MicroBatcher
 from tfcnn.serve.http import (

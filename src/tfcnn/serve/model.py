@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tfcnn.errors import ConfigError, TfcnnError
-from tfcnn.preprocess import PREPROCESSINGS, load_image, prepare
+from tfcnn.core.errors import ConfigError, TfcnnError
+from tfcnn.images.preprocess import PREPROCESSINGS, load_image, prepare
 from tfcnn.serve.http import ApiError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

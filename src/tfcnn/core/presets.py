@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfcnn.config import TrainConfig
-from tfcnn.errors import ConfigError
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import ConfigError
 
 PRESETS: dict[str, dict[str, Any]] = {
     # TrainConfig's own defaults: the tutorial's run.

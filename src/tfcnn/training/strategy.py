@@ -2,7 +2,7 @@
 
 This module owns what is specific to training on several devices or machines:
 - deciding what `auto|default|mirrored|multi-worker` means on this machine (the cluster,
-  from `TF_CONFIG`, is read by `tfcnn.train.cluster`);
+  from `TF_CONFIG`, is read by `tfcnn.training.cluster`);
 - creating the strategy. `MultiWorkerMirroredStrategy` must exist before TensorFlow sets up
   its devices, so `tfcnn train` calls `create_distribution` before anything else does;
 - what the loop needs under a strategy: datasets sharded by data, the loss scaled by the
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfcnn.config import STRATEGIES
-from tfcnn.errors import ConfigError, RunDirError
-from tfcnn.train.cluster import Cluster, WorkerLostError, multi_worker_strategy, read_tf_config
+from tfcnn.core.config import STRATEGIES
+from tfcnn.core.errors import ConfigError, RunDirError
+from tfcnn.training.cluster import Cluster, WorkerLostError, multi_worker_strategy, read_tf_config
 
 
 def choose_strategy(setting: str, cluster: Cluster | None, gpus: int) -> str:
@@ -154,7 +154,7 @@ def create_distribution(setting: str, devices: Sequence[str] | None = None,
     TensorFlow knows (one, unless split into logical devices, as the tests do).
     For multi-worker, call this before anything else initialises TensorFlow.
     """
-    from tfcnn.tfenv import import_tensorflow
+    from tfcnn.core.tfenv import import_tensorflow
 
     cluster = read_tf_config(environ)
     if setting in ("multi-worker", "auto") and cluster is not None:

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from tfcnn.errors import ConfigError
+from tfcnn.core.errors import ConfigError
 
 SCHEDULES = ("constant", "onecycle", "cosine")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")

@@ -20,22 +20,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfcnn.config import TrainConfig
-from tfcnn.data.augment import Augmentation
-from tfcnn.data.locate import LoadedDataset
-from tfcnn.data.source import load_training_data
-from tfcnn.errors import ModelSpecError, RunDirError, TrainingInterrupted
-from tfcnn.models import notation
-from tfcnn.models.network import build_model
-from tfcnn.train.checkpoint import make_training_state, restore_latest
-from tfcnn.train.loop import FitData, Hooks, fit, make_steps
-from tfcnn.train.rundir import (
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import ModelSpecError, RunDirError, TrainingInterrupted
+from tfcnn.core.rundir import (
     RunDir,
     library_versions,
     read_epoch_records,
     write_config,
 )
-from tfcnn.train.strategy import Distribution, create_distribution
+from tfcnn.data.augment import Augmentation
+from tfcnn.data.locate import LoadedDataset
+from tfcnn.data.source import load_training_data
+from tfcnn.models import notation
+from tfcnn.models.network import build_model
+from tfcnn.training.checkpoint import make_training_state, restore_latest
+from tfcnn.training.loop import FitData, Hooks, fit, make_steps
+from tfcnn.training.strategy import Distribution, create_distribution
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """`tfcnn evaluate` of an ensemble (several models) and/or with test-time augmentation (TTA).
 
 Every member runs on the same test set. Its class probabilities (with TTA: averaged over
-shifted copies of each image, `tfcnn.tta`) are averaged over the members, and the report is
-the one `tfcnn.evaluate` writes, computed from those averaged probabilities, with each
-member's own accuracy and loss added. Members must share the dataset, class names and image
-shape; the first one that does not is named in a one-line error.
+shifted copies of each image, `tfcnn.evaluation.tta`) are averaged over the members, and the
+report is the one `tfcnn.evaluation.report` writes, computed from those averaged
+probabilities, with each member's own accuracy and loss added. Members must share the
+dataset, class names and image shape; the first one that does not is named in a one-line error.
 
 The test loss is the cross-entropy of the averaged probabilities, floored at 1e-7 as Keras
 floors probabilities (so one confidently wrong image cannot make it infinite). Averaging
@@ -21,9 +21,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfcnn import evaluate as ev
-from tfcnn.errors import ModelSpecError, TfcnnError
-from tfcnn.tta import DEFAULT_SHIFTS, Shift, average_probabilities, tta_probabilities
+from tfcnn.core.errors import ModelSpecError, TfcnnError
+from tfcnn.evaluation import report as ev
+from tfcnn.evaluation.tta import DEFAULT_SHIFTS, Shift, average_probabilities, tta_probabilities
 
 PROBABILITY_FLOOR = 1e-7
 JSON_KEYS = ("members", "tta")  # what `--json` adds to evaluate's four keys here
@@ -56,7 +56,7 @@ def trained_with_mirroring(model_file: Path) -> bool:
     run = ev.run_dir_of(model_file)
     if run is None or not run.config.is_file():
         return False
-    from tfcnn.train.rundir import read_config
+    from tfcnn.core.rundir import read_config
 
     try:
         return read_config(run).hflip
@@ -112,7 +112,7 @@ def evaluate_ensemble(model_files: Sequence[Path], *, out_dir: Path, dataset: st
     """Evaluate the average of `model_files` (one or more; with `tta`, of their TTA
     probabilities), write the report folder `out_dir`, return the report.
 
-    The report is `tfcnn.evaluate`'s, plus "members" (each one's "model_file",
+    The report is `tfcnn.evaluation.report`'s, plus "members" (each one's "model_file",
     "test_accuracy", "test_loss", and with TTA "tta_test_accuracy", "tta_test_loss") and
     "tta" (None, or {"shifts": [[dy, dx], ...]}); "model_file" when there is one model.
     """

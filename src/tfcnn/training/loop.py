@@ -23,16 +23,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfcnn.config import TrainConfig
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import TrainingInterrupted
+from tfcnn.core.fsutil import atomic_path
+from tfcnn.core.rundir import RunDir, write_metrics
 from tfcnn.data import pipeline
 from tfcnn.data.augment import Augmentation, augment_images, step_seed
-from tfcnn.errors import TrainingInterrupted
-from tfcnn.fsutil import atomic_path
-from tfcnn.train.averaging import averaged_weights, keep_averaged_weights
-from tfcnn.train.checkpoint import TrainingState
-from tfcnn.train.rundir import RunDir, write_metrics
-from tfcnn.train.signals import StopRequest, stop_on_signals
-from tfcnn.train.strategy import Distribution, distribute_dataset, global_mean, replicated_steps
+from tfcnn.training.averaging import averaged_weights, keep_averaged_weights
+from tfcnn.training.checkpoint import TrainingState
+from tfcnn.training.signals import StopRequest, stop_on_signals
+from tfcnn.training.strategy import Distribution, distribute_dataset, global_mean, replicated_steps
 
 
 class Progress(Protocol):

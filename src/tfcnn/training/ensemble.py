@@ -27,16 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfcnn.config import TrainConfig
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import ConfigError, RunDirError, TrainingInterrupted
+from tfcnn.core.fsutil import atomic_write_json
+from tfcnn.core.rundir import RunDir, resolve_model_file
 from tfcnn.data.folders import parse_folder_spec
-from tfcnn.errors import ConfigError, RunDirError, TrainingInterrupted
-from tfcnn.fsutil import atomic_write_json
-from tfcnn.train.rundir import RunDir, resolve_model_file
 
 if TYPE_CHECKING:
-    from tfcnn.train.loop import Hooks
-    from tfcnn.train.run import RunInfo
-    from tfcnn.train.strategy import Distribution
+    from tfcnn.training.loop import Hooks
+    from tfcnn.training.run import RunInfo
+    from tfcnn.training.strategy import Distribution
 
 ENSEMBLE_JSON = "ensemble.json"
 
@@ -149,7 +149,7 @@ def _plan(config: TrainConfig, size: int) -> dict[str, Any]:
 def _start(config: TrainConfig, ensemble_dir: Path, size: int, resume: bool,
            dist: Distribution) -> TrainConfig:
     """The shared config (seed drawn if none was given), with the plan written on a new run."""
-    from tfcnn.train.rundir import library_versions, write_config
+    from tfcnn.core.rundir import library_versions, write_config
 
     config = config.replace(out=str(ensemble_dir))  # where it is now, should it have moved
     if resume:
@@ -182,11 +182,11 @@ def train_ensemble(config: TrainConfig, ensemble_dir: Path, size: int, hooks: Ho
     allowed overrides. `on_member` receives one line as each member starts or is skipped.
     """
     from tfcnn.data.source import load_training_data
-    from tfcnn.evaluate_ensemble import model_probabilities, scores
+    from tfcnn.evaluation.ensemble import model_probabilities, scores
+    from tfcnn.evaluation.tta import average_probabilities
     from tfcnn.models.network import load_model
-    from tfcnn.train.run import train_run
-    from tfcnn.train.strategy import create_distribution
-    from tfcnn.tta import average_probabilities
+    from tfcnn.training.run import train_run
+    from tfcnn.training.strategy import create_distribution
 
     check_ensemble(size, config)
     ensemble_dir = Path(ensemble_dir)

@@ -23,7 +23,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from tfcnn.fsutil import atomic_path
+from tfcnn.core.fsutil import atomic_path
 
 DPI = 100
 CURVE_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tfcnn.errors import ModelSpecError
+from tfcnn.core.errors import ModelSpecError
 
 Shift = tuple[int, int]  # (dy, dx) in pixels: positive dy moves the content down, dx right
 

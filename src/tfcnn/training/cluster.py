@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tfcnn.errors import EXIT_PARTIAL, ConfigError, TfcnnError
+from tfcnn.core.errors import EXIT_PARTIAL, ConfigError, TfcnnError
 
 CLUSTER_JOBS = ("chief", "worker")
 # How long a worker waits for all the others to start (seconds); TFCNN_CLUSTER_WAIT overrides.
@@ -96,7 +96,7 @@ def multi_worker_strategy(cluster: Cluster, environ: Mapping[str, str] | None) -
     if raw and (not raw.isdigit() or int(raw) < 1):
         raise ConfigError(f"TFCNN_CLUSTER_WAIT: expected a positive number of seconds, got {raw!r}")
     wait = int(raw) if raw else CLUSTER_WAIT_SECONDS
-    from tfcnn import tfenv
+    from tfcnn.core import tfenv
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     quiet = os.environ.get("TFCNN_TF_LOGS") != "1" and "tensorflow" not in sys.modules

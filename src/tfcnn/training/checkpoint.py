@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfcnn.errors import RunDirError
+from tfcnn.core.errors import RunDirError
 
 KEEP_CHECKPOINTS = 3
 

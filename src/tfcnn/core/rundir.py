@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from tfcnn import __version__
-from tfcnn.config import TrainConfig
-from tfcnn.errors import RunDirError
-from tfcnn.fsutil import atomic_write_json, atomic_write_text
+from tfcnn.core.config import TrainConfig
+from tfcnn.core.errors import RunDirError
+from tfcnn.core.fsutil import atomic_write_json, atomic_write_text
 
 EPOCH_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds")
 VAL_FIELDS = ("val_loss", "val_accuracy")  # epochs of a run with a validation split

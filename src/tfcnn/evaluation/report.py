@@ -2,11 +2,11 @@
 
 `evaluate_model` is what `tfcnn evaluate` calls: it loads the model and the test set, runs
 the model in batches, and writes the report folder (evaluation.json, evaluation.txt and
-the PNG figures of `tfcnn.plots`). `format_evaluation` renders a report as text.
-`build_report` and `write_report` are shared with `tfcnn.evaluate_ensemble` (ensembles, TTA).
-The metric helpers live in `tfcnn.metrics` (plain numpy).
+the PNG figures of `tfcnn.evaluation.plots`). `format_evaluation` renders a report as text.
+`build_report` and `write_report` are shared with `tfcnn.evaluation.ensemble` (ensembles, TTA).
+The metric helpers live in `tfcnn.evaluation.metrics` (plain numpy).
 
-The test loss is defined as in training (`tfcnn.train.loop`): the mean over images of the
+The test loss is defined as in training (`tfcnn.training.loop`): the mean over images of the
 sparse categorical cross-entropy computed from the logits, on inputs scaled by the same
 pipeline, so it agrees with the last epoch's `test_loss` in metrics.json.
 """
@@ -21,17 +21,22 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfcnn.core.errors import ConfigError, DatasetError, ModelSpecError, RunDirError
+from tfcnn.core.fsutil import atomic_write_json, atomic_write_text
+from tfcnn.core.rundir import RunDir, read_config, read_epoch_records
 from tfcnn.data import pipeline
 from tfcnn.data.folders import load_image_folder, parse_folder_spec
 from tfcnn.data.locate import load_dataset
 from tfcnn.data.registry import get_dataset_info
 from tfcnn.data.source import load_training_data
-from tfcnn.errors import ConfigError, DatasetError, ModelSpecError, RunDirError
-from tfcnn.fsutil import atomic_write_json, atomic_write_text
-from tfcnn.metrics import average_metrics, confusion_matrix, most_confused, per_class_metrics
+from tfcnn.evaluation.metrics import (
+    average_metrics,
+    confusion_matrix,
+    most_confused,
+    per_class_metrics,
+)
+from tfcnn.evaluation.plots import plot_confusion_matrix, plot_training_curves, plot_worst_images
 from tfcnn.models.network import load_model
-from tfcnn.plots import plot_confusion_matrix, plot_training_curves, plot_worst_images
-from tfcnn.train.rundir import RunDir, read_config, read_epoch_records
 
 BATCH_SIZE = 1000  # images per forward pass: any size gives the same numbers
 WORST_IMAGES = 25  # tiles in worst_images.png (a 5 x 5 grid)

@@ -1,0 +1,1 @@
+"""Evaluating models: metrics, reports and figures, ensembles and test-time augmentation."""
