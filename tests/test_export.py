@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from support import run_tfcnn
-from tfcnn.core.errors import ConfigError, RunDirError
+from tfcnn.core.errors import ConfigError, ModelSpecError, RunDirError
 
 # (format, quantize, out name, minimum top-1 agreement, maximum abs difference or None)
 CASES = [
@@ -217,10 +217,11 @@ def test_a_model_not_saved_by_tfcnn_is_refused(small_model_file, tmp_path):
     from tfcnn.export import export_model
 
     export_model(small_model_file, "keras", "none", tmp_path / "plain.keras")
-    with pytest.raises(RunDirError, match="not a model saved by tfcnn train"):
+    # The one loader's checks: the same errors as evaluate, predict and serve give.
+    with pytest.raises(ModelSpecError, match="plain.keras: not a tfcnn model"):
         export_model(tmp_path / "plain.keras", "tflite", "none", tmp_path / "m.tflite")
     (tmp_path / "junk.keras").write_text("not a zip")
-    with pytest.raises(RunDirError, match="cannot load the model"):
+    with pytest.raises(RunDirError, match="junk.keras: cannot be loaded as a tfcnn model"):
         export_model(tmp_path / "junk.keras", "tflite", "none", tmp_path / "m.tflite")
 
 

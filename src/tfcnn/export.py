@@ -26,7 +26,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,13 +74,10 @@ def _check_options(fmt: str, quantize: str, out: Path) -> None:
 
 
 def _load_source(model_file: Path) -> Any:
-    from tfcnn.models.network import NotationModel, load_model
+    from tfcnn.models.loader import load_checked_model
+    from tfcnn.models.network import NotationModel
 
-    try:
-        model = load_model(model_file)
-    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise RunDirError(f"{model_file}: cannot load the model ({first_line})") from e
+    model = load_checked_model(model_file)
     if not isinstance(model, NotationModel):
         raise RunDirError(f"{model_file}: not a model saved by tfcnn train "
                           f"(found {type(model).__name__}); export a run's model.keras")

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from tfcnn.core.errors import ConfigError, TfcnnError
+from tfcnn.core.prediction import Prediction
 from tfcnn.evaluation.tta import tta_probabilities
-from tfcnn.images.preprocess import FORMATS_TEXT, PREPROCESSINGS, ImageError, load_image, prepare
+from tfcnn.images.preprocess import FORMATS_TEXT, ImageError, load_image, prepare
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".webp"})
 BATCH_SIZE = 256  # images per inference call: bounded memory, few calls
@@ -109,15 +110,8 @@ def class_names(model: Any, n_classes: int) -> list[str]:
 
 
 def prediction(file: str, probs: Any, names: list[str], top_k: int) -> dict[str, Any]:
-    """The result for one image from its class probabilities: `{"file", "label", "index",
-    "probability", "top_k": [{"label", "probability"}, ...]}`, `top_k` capped at the number
-    of classes, most likely first (ties in class order). `tfcnn serve` answers with it too."""
-    row = np.asarray(probs, dtype=np.float64)
-    best = np.argsort(-row, kind="stable")[:min(top_k, row.shape[0])]
-    return {"file": file, "label": names[best[0]], "index": int(best[0]),
-            "probability": round(float(row[best[0]]), 6),
-            "top_k": [{"label": names[i], "probability": round(float(row[i]), 6)}
-                      for i in best]}
+    """The `predict --json` object for one image's class probabilities (`Prediction`)."""
+    return Prediction.from_probabilities(probs, names, top_k, source=file).to_dict()
 
 
 def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
@@ -131,19 +125,14 @@ def predict_files(model_file: Path, paths: list[str | Path], *, top_k: int = 3,
     image and its copies shifted by one pixel (`tfcnn.evaluation.tta.DEFAULT_SHIFTS`, black
     filled in),    and their mirror images too when the model's run trained with --hflip.
     """
-    from tfcnn.models.network import load_model, probabilities
+    from tfcnn.models.loader import load_checked_model
+    from tfcnn.models.network import probabilities
 
     if top_k < 1:
         raise ConfigError(f"top_k: expected a positive integer, got {top_k}")
-    model = load_model(model_file)
+    model = load_checked_model(model_file)
     preprocessing = getattr(model, "preprocessing", "scale")
-    if preprocessing not in PREPROCESSINGS:
-        raise ConfigError(f"{model_file}: unknown preprocessing {preprocessing!r} "
-                          f"(expected one of {', '.join(PREPROCESSINGS)})")
     image_shape = tuple(int(n) for n in model.image_shape)
-    if len(image_shape) != 3 or image_shape[2] not in (1, 3):
-        raise ConfigError(f"{model_file}: input shape {image_shape} is not H×W×1 or H×W×3 "
-                          "(grey or RGB images)")
     results: list[dict[str, Any] | None] = [None] * len(paths)
     pending: list[tuple[int, np.ndarray]] = []
     mirror = False

@@ -24,6 +24,7 @@ import numpy as np
 from tfcnn.core.errors import ModelSpecError, TfcnnError
 from tfcnn.evaluation import report as ev
 from tfcnn.evaluation.tta import DEFAULT_SHIFTS, Shift, average_probabilities, tta_probabilities
+from tfcnn.models.loader import load_checked_model
 
 PROBABILITY_FLOOR = 1e-7
 JSON_KEYS = ("members", "tta")  # what `--json` adds to evaluate's four keys here
@@ -121,7 +122,7 @@ def evaluate_ensemble(model_files: Sequence[Path], *, out_dir: Path, dataset: st
     member_probs: list[np.ndarray] = []
     test: ev.EvalSet | None = None
     for file in files:
-        model = ev.load_checked_model(file)
+        model = load_checked_model(file)
         name = dataset or getattr(model, "dataset", "")
         if test is None:
             first_file, first_model, first_name = file, model, name

@@ -13,7 +13,6 @@ pipeline, so it agrees with the last epoch's `test_loss` in metrics.json.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,26 +35,13 @@ from tfcnn.evaluation.metrics import (
     per_class_metrics,
 )
 from tfcnn.evaluation.plots import plot_confusion_matrix, plot_training_curves, plot_worst_images
-from tfcnn.models.network import load_model
+from tfcnn.models.loader import load_checked_model
 
 BATCH_SIZE = 1000  # images per forward pass: any size gives the same numbers
 WORST_IMAGES = 25  # tiles in worst_images.png (a 5 x 5 grid)
 
 
 # --- running the model -------------------------------------------------------------------
-
-def load_checked_model(model_file: Path) -> keras.Model:
-    """The tfcnn model in `model_file`; anything else is a one-line error naming the file."""
-    try:
-        model = load_model(model_file)
-    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        why = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise RunDirError(f"{model_file}: cannot be loaded as a tfcnn model ({why})") from None
-    if not hasattr(model, "image_shape") or not hasattr(model, "class_names"):
-        raise ModelSpecError(f"{model_file}: not a tfcnn model (it records no image shape "
-                             "or class names)")
-    return model
-
 
 def run_dir_of(model_file: Path) -> RunDir | None:
     """The run directory holding `model_file` as its model.keras, else None."""

@@ -42,6 +42,11 @@ class ImageError(TfcnnError):
     """An image file that cannot be decoded: not an image, truncated, empty or too large."""
 
 
+class ImageTooLarge(ImageError):
+    """An image whose decoded pixels would exceed the memory allowed for one image
+    (the server answers 413 for it)."""
+
+
 def load_image(source: str | os.PathLike[str] | BinaryIO, name: str | None = None
                ) -> Image.Image:
     """Decode a PNG, JPEG, BMP, GIF or WebP image fully (first frame), upright per its EXIF.

@@ -223,7 +223,7 @@ def run_server(model_file: Path, *, host: str, port: int, name: str | None,
                max_body_mb: float = MAX_BODY_MB, batch_window_ms: float = BATCH_WINDOW_MS
                ) -> None:
     """Serve `model_file` until SIGINT or SIGTERM, then finish the requests in flight."""
-    from tfcnn.models.network import load_model
+    from tfcnn.models.loader import load_checked_model
 
     if not 0 < max_body_mb <= 4096:
         raise ConfigError(f"--max-body-mb: expected a number in (0, 4096], got {max_body_mb}")
@@ -231,7 +231,7 @@ def run_server(model_file: Path, *, host: str, port: int, name: str | None,
         raise ConfigError(f"--batch-window-ms: expected 0 to 1000, got {batch_window_ms}")
     name = check_name(name or default_name(model_file))
     _log_to_stderr()
-    served = from_keras(load_model(model_file), name)
+    served = from_keras(load_checked_model(model_file), name)
     app = create_app(served, served.name, max_body_bytes=int(max_body_mb * 2**20),
                      batch_window_ms=batch_window_ms)
     # TensorFlow and Keras leave millions of long-lived Python objects; a full garbage
