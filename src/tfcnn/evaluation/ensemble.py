@@ -110,8 +110,16 @@ def _check_same_images(file: Path, test: ev.EvalSet, first_file: Path,
 def evaluate_ensemble(model_files: Sequence[Path], *, out_dir: Path, dataset: str | None = None,
                       data_dir: str | None = None, tta: bool = False,
                       shifts: Sequence[Shift] = DEFAULT_SHIFTS) -> dict[str, Any]:
+    """`ensemble_evaluation`, with its report folder written to `out_dir`; the report."""
+    return ensemble_evaluation(model_files, dataset=dataset, data_dir=data_dir, tta=tta,
+                               shifts=shifts).write(Path(out_dir))
+
+
+def ensemble_evaluation(model_files: Sequence[Path], *, dataset: str | None = None,
+                        data_dir: str | None = None, tta: bool = False,
+                        shifts: Sequence[Shift] = DEFAULT_SHIFTS) -> ev.Evaluation:
     """Evaluate the average of `model_files` (one or more; with `tta`, of their TTA
-    probabilities), write the report folder `out_dir`, return the report.
+    probabilities); nothing is written.
 
     The report is `tfcnn.evaluation.report`'s, plus "members" (each one's "model_file",
     "test_accuracy", "test_loss", and with TTA "tta_test_accuracy", "tta_test_loss") and
@@ -152,7 +160,7 @@ def evaluate_ensemble(model_files: Sequence[Path], *, out_dir: Path, dataset: st
                                   per_image_loss(probs, test.labels)))
     # One model's training curves describe it; an ensemble's members have one each.
     run = ev.run_dir_of(files[0]) if len(files) == 1 else None
-    return ev.write_report(report, test, probs, Path(out_dir), run, heading(report))
+    return ev.Evaluation(report, test, probs, run, heading(report))
 
 
 def heading(report: dict[str, Any]) -> list[str]:

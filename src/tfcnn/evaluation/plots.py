@@ -29,8 +29,8 @@ DPI = 100
 CURVE_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy")
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    FigureCanvasAgg(fig)  # attaches itself to the figure: rendering uses Agg, whatever pyplot uses
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write `fig` as a PNG at `path` (atomically: a half-written file never stands there)."""
     target = Path(path)
     with atomic_path(target) as tmp:
         # format= because the temporary name does not end in .png.
@@ -40,6 +40,12 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
 
 def plot_confusion_matrix(cm: Any, class_names: Sequence[str], path: str | os.PathLike[str],
                           title: str = "Confusion matrix") -> Path:
+    """`confusion_matrix_figure` written as a PNG at `path`."""
+    return save_figure(confusion_matrix_figure(cm, class_names, title), path)
+
+
+def confusion_matrix_figure(cm: Any, class_names: Sequence[str],
+                            title: str = "Confusion matrix") -> Figure:
     """Counts in every cell; colour on a log scale so that the few errors stand out too."""
     cm = np.asarray(cm)
     n = len(class_names)
@@ -71,13 +77,22 @@ def plot_confusion_matrix(cm: Any, class_names: Sequence[str], path: str | os.Pa
     total, correct = int(cm.sum()), int(np.trace(cm))
     accuracy = f", accuracy {100 * correct / total:.2f}%" if total else ""
     ax.set_title(f"{title} ({total:,} images{accuracy})")
-    return _save(fig, path)
+    FigureCanvasAgg(fig)  # renders with Agg, whatever pyplot uses
+    return fig
 
 
 def plot_worst_images(images: Any, true: Sequence[int], pred: Sequence[int],
                       confidence: Sequence[float], class_names: Sequence[str],
                       path: str | os.PathLike[str],
                       title: str = "Highest-loss test images") -> Path:
+    """`worst_images_figure` written as a PNG at `path`."""
+    figure = worst_images_figure(images, true, pred, confidence, class_names, title)
+    return save_figure(figure, path)
+
+
+def worst_images_figure(images: Any, true: Sequence[int], pred: Sequence[int],
+                        confidence: Sequence[float], class_names: Sequence[str],
+                        title: str = "Highest-loss test images") -> Figure:
     """A grid of images, each titled with its true and predicted class and the confidence.
 
     `images`: (N, H, W) or (N, H, W, C) uint8 (0-255) or float (0-1); `confidence` is the
@@ -113,7 +128,8 @@ def plot_worst_images(images: Any, true: Sequence[int], pred: Sequence[int],
                      f"({100 * float(confidence[k]):.0f}%)", fontsize=9,
                      color="black" if t == p else "firebrick")
     fig.suptitle(title, fontsize=13)
-    return _save(fig, path)
+    FigureCanvasAgg(fig)  # renders with Agg, whatever pyplot uses
+    return fig
 
 
 def _numeric(value: Any) -> bool:
@@ -122,6 +138,12 @@ def _numeric(value: Any) -> bool:
 
 def plot_training_curves(epochs: list[dict[str, Any]], path: str | os.PathLike[str],
                          title: str = "Training curves") -> Path:
+    """`training_curves_figure` written as a PNG at `path`."""
+    return save_figure(training_curves_figure(epochs, title), path)
+
+
+def training_curves_figure(epochs: list[dict[str, Any]],
+                           title: str = "Training curves") -> Figure:
     """Loss and accuracy per epoch, train and test, from metrics.json's epoch records.
 
     Test figures may be None (a run that held out no images): the test line is then left
@@ -152,4 +174,5 @@ def plot_training_curves(epochs: list[dict[str, Any]], path: str | os.PathLike[s
         ax.legend()
     acc_ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     fig.suptitle(title, fontsize=13)
-    return _save(fig, path)
+    FigureCanvasAgg(fig)  # renders with Agg, whatever pyplot uses
+    return fig

@@ -3,7 +3,8 @@
 `evaluate_model` is what `tfcnn evaluate` calls: it loads the model and the test set, runs
 the model in batches, and writes the report folder (evaluation.json, evaluation.txt and
 the PNG figures of `tfcnn.evaluation.plots`). `format_evaluation` renders a report as text.
-`build_report` and `write_report` are shared with `tfcnn.evaluation.ensemble` (ensembles, TTA).
+`build_report` and `Evaluation` (figures, writing) are shared with `tfcnn.evaluation.ensemble`
+(ensembles, TTA). `evaluate_loaded` evaluates a model already loaded and writes nothing.
 The metric helpers live in `tfcnn.evaluation.metrics` (plain numpy).
 
 The test loss is defined as in training (`tfcnn.training.loop`): the mean over images of the
@@ -19,6 +20,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from matplotlib.figure import Figure
 
 from tfcnn.core.errors import ConfigError, DatasetError, ModelSpecError, RunDirError
 from tfcnn.core.fsutil import atomic_write_json, atomic_write_text
@@ -34,7 +36,12 @@ from tfcnn.evaluation.metrics import (
     most_confused,
     per_class_metrics,
 )
-from tfcnn.evaluation.plots import plot_confusion_matrix, plot_training_curves, plot_worst_images
+from tfcnn.evaluation.plots import (
+    confusion_matrix_figure,
+    save_figure,
+    training_curves_figure,
+    worst_images_figure,
+)
 from tfcnn.models.loader import load_checked_model
 
 BATCH_SIZE = 1000  # images per forward pass: any size gives the same numbers
@@ -172,46 +179,73 @@ def build_report(test: EvalSet, probs: np.ndarray, pred: np.ndarray,
     return report
 
 
-def write_report(report: dict[str, Any], test: EvalSet, probs: np.ndarray, out: Path,
-                 run: RunDir | None, heading: list[str] | None = None) -> dict[str, Any]:
-    """Write the figures, evaluation.json and evaluation.txt to `out`; add report["files"]."""
-    names = list(test.class_names)
-    files = {"confusion_matrix": str(plot_confusion_matrix(
-        np.asarray(report["confusion_matrix"]), names, out / "confusion_matrix.png",
-        title=f"Confusion matrix, {test.name}"))}
-    worst = np.array([w["index"] for w in report["worst_images"]], dtype=np.int64)
-    pred = probs.argmax(axis=1)
-    files["worst_images"] = str(plot_worst_images(
-        test.images[worst], test.labels[worst], pred[worst], probs[worst, pred[worst]], names,
-        out / "worst_images.png", title=f"Highest-loss test images, {test.name}"))
-    epochs = read_epoch_records(run) if run is not None else []
-    if epochs:
-        try:
-            files["training_curves"] = str(plot_training_curves(
-                epochs, out / "training_curves.png", title=f"Training curves, {run.path.name}"))
-        except ValueError as exc:
-            raise RunDirError(f"{run.metrics_json}: {exc}") from None
-    files["json"] = str(out / "evaluation.json")
-    files["text"] = str(out / "evaluation.txt")
-    report["files"] = files
-    atomic_write_json(out / "evaluation.json", report)
-    atomic_write_text(out / "evaluation.txt", format_evaluation(report, heading) + "\n")
-    return report
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation's results: the report dict, the images and the probabilities behind it,
+    and the run directory (for its training curves), so figures can be drawn on demand."""
+
+    report: dict[str, Any]
+    test: EvalSet
+    probs: np.ndarray
+    run: RunDir | None = None
+    heading: list[str] | None = None
+
+    def figures(self) -> dict[str, Figure]:
+        """The report's matplotlib figures: confusion matrix, worst images, training curves
+        (the last only for a run directory's model with epoch records)."""
+        test, probs, names = self.test, self.probs, list(self.test.class_names)
+        figures = {"confusion_matrix": confusion_matrix_figure(
+            np.asarray(self.report["confusion_matrix"]), names,
+            title=f"Confusion matrix, {test.name}")}
+        worst = np.array([w["index"] for w in self.report["worst_images"]], dtype=np.int64)
+        pred = probs.argmax(axis=1)
+        figures["worst_images"] = worst_images_figure(
+            test.images[worst], test.labels[worst], pred[worst], probs[worst, pred[worst]],
+            names, title=f"Highest-loss test images, {test.name}")
+        epochs = read_epoch_records(self.run) if self.run is not None else []
+        if epochs:
+            try:
+                figures["training_curves"] = training_curves_figure(
+                    epochs, title=f"Training curves, {self.run.path.name}")
+            except ValueError as exc:
+                raise RunDirError(f"{self.run.metrics_json}: {exc}") from None
+        return figures
+
+    def write(self, out: Path) -> dict[str, Any]:
+        """Write the figures (PNG), evaluation.json and evaluation.txt to `out`; return the
+        report with report["files"] added."""
+        files = {name: str(save_figure(figure, Path(out) / f"{name}.png"))
+                 for name, figure in self.figures().items()}
+        files["json"] = str(Path(out) / "evaluation.json")
+        files["text"] = str(Path(out) / "evaluation.txt")
+        self.report["files"] = files
+        atomic_write_json(Path(out) / "evaluation.json", self.report)
+        atomic_write_text(Path(out) / "evaluation.txt",
+                          format_evaluation(self.report, self.heading) + "\n")
+        return self.report
 
 
-def evaluate_model(model_file: Path, *, dataset: str | None = None,
-                   data_dir: str | None = None, out_dir: Path | None = None) -> dict[str, Any]:
-    """Evaluate `model_file` on a test set, write the report folder, return the report."""
-    model_file = Path(model_file)
-    model = load_checked_model(model_file)
+def evaluate_loaded(model: keras.Model, model_file: Path, *, dataset: str | None = None,
+                    data_dir: str | None = None) -> Evaluation:
+    """Evaluate a loaded model (from `model_file`, a run's model.keras or a .keras file) on
+    `dataset` (default: the one it records); nothing is written."""
     run = run_dir_of(model_file)
     test = test_set_for(model_file, model, dataset, data_dir, run)
     logits, losses = _predict(model, test.images, test.labels, BATCH_SIZE)
     probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
     report = {"model_file": str(model_file),
               **build_report(test, probs, logits.argmax(axis=1), losses)}
-    out = Path(out_dir) if out_dir is not None else model_file.parent / "report"
-    return write_report(report, test, probs, out, run)
+    return Evaluation(report, test, probs, run)
+
+
+def evaluate_model(model_file: Path, *, dataset: str | None = None,
+                   data_dir: str | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+    """Evaluate `model_file` on a test set, write the report folder, return the report."""
+    model_file = Path(model_file)
+    evaluation = evaluate_loaded(load_checked_model(model_file), model_file, dataset=dataset,
+                                 data_dir=data_dir)
+    return evaluation.write(Path(out_dir) if out_dir is not None
+                            else model_file.parent / "report")
 
 
 # --- the text report ---------------------------------------------------------------------
