@@ -11,13 +11,14 @@ from PIL import Image
 
 from support import make_shapes
 from tfcnn.core.errors import ConfigError, DatasetError
-from tfcnn.data.folders import (
-    image_to_array,
-    load_image_folder,
-    parse_folder_spec,
-    parse_image_size,
-    read_image,
-)
+from tfcnn.data.folders import load_image_folder, parse_folder_spec, parse_image_size
+from tfcnn.images.prepare import decode_for_model, to_pixels
+
+
+def image_to_array(im: Image.Image, *, grayscale: bool = True) -> np.ndarray:
+    """28x28 pixels as the folder loader stores them: (H, W) grey or (H, W, 3) colour."""
+    pixels = to_pixels(im, 28, 28, 1 if grayscale else 3)
+    return pixels[..., 0] if grayscale else pixels
 
 
 def make_ids(root: Path, counts: dict[str, int]) -> Path:
@@ -95,28 +96,25 @@ def test_transparency_composited_on_white(tmp_path):
     p = Image.new("P", (28, 28), 1)
     p.putpalette([0, 0, 0, 10, 10, 10] + [0] * 762)
     p.save(tmp_path / "t.gif", transparency=1)
-    with Image.open(tmp_path / "t.gif") as g:
-        assert image_to_array(g).min() == 255
+    assert decode_for_model(tmp_path / "t.gif", 28, 28, 1).min() == 255
 
 
 def test_sixteen_bit_scaled_and_exif_orientation(tmp_path):
     a = np.full((28, 28), 65535, np.uint16)
     a[:14] = 257 * 100
     Image.fromarray(a).save(tmp_path / "deep.png")
-    with Image.open(tmp_path / "deep.png") as im:
-        x = image_to_array(im)
+    x = decode_for_model(tmp_path / "deep.png", 28, 28, 1)[..., 0]
     assert x[0, 0] == 100 and x[-1, 0] == 255
     top_black = np.full((28, 28), 255, np.uint8)
     top_black[:14] = 0
     exif = Image.Exif()
     exif[0x0112] = 3  # orientation: rotated 180 degrees
     Image.fromarray(top_black).save(tmp_path / "rot.png", exif=exif)
-    with Image.open(tmp_path / "rot.png") as im:
-        x = image_to_array(im)
+    x = decode_for_model(tmp_path / "rot.png", 28, 28, 1)[..., 0]
     assert x[0, 0] == 255 and x[-1, 0] == 0
-    # read_image takes bytes too (uploads), with the same conversion.
+    # The decoder takes bytes too (uploads), with the same conversion.
     data = io.BytesIO((tmp_path / "rot.png").read_bytes())
-    assert np.array_equal(read_image(data, (28, 28)), x)
+    assert np.array_equal(decode_for_model(data, 28, 28, 1)[..., 0], x)
 
 
 def test_split_stratified_counts(tmp_path):
@@ -170,7 +168,7 @@ def test_unreadable_files_skipped_and_reported(tmp_path):
     result = load_image_folder(root, val_split=0)
     reasons = dict(result.skipped)
     assert len(result.skipped) == 3
-    assert reasons[str(root / "circle" / "notes.png")] == "not an image Pillow can read"
+    assert reasons[str(root / "circle" / "notes.png")] == "not a PNG, JPEG, BMP, GIF or WebP image"
     assert reasons[str(root / "square" / "empty.png")] == "empty file (0 bytes)"
     assert "truncated" in reasons[str(root / "triangle" / "cut.png")]
     assert len(result.dataset.y_train) == 6
@@ -184,7 +182,7 @@ def test_decompression_bomb_skipped(tmp_path, monkeypatch, limit):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
     result = load_image_folder(root)
     assert [(Path(p).name, r.split(" (")[0]) for p, r in result.skipped] == [
-        ("big.png", "decompression bomb")]
+        ("big.png", "image too large")]
     assert len(result.dataset.y_train) + len(result.dataset.y_test) == 4
 
 

@@ -6,17 +6,21 @@ Layout (the torchvision ImageFolder convention)::
 
 - Classes are PATH's sub-folders, sorted by plain (case-sensitive, code point) string order,
   so "B" sorts before "a"; label i is the i-th name. At least 2 classes are needed.
-- Every file under a class folder, in nested folders too, is tried as an image: content decides,
-  not the extension. Names starting with "." (files and folders) are ignored, and so are files
-  directly in PATH. Files Pillow cannot read (not an image, empty, truncated, a decompression
-  bomb per `PIL.Image.MAX_IMAGE_PIXELS`) are skipped and returned with the reason; a class with
-  no readable image is an error.
-- Each image: first frame only (GIF, TIFF), EXIF orientation applied, transparency composited
-  on white, 16-bit samples scaled to 8 bits, converted to L (grayscale) or RGB, then resized to
-  exactly `image_size` (H, W) with Pillow's BILINEAR filter, which Pillow antialiases when
-  downscaling (torchvision's Resize((h, w)) default); the aspect ratio is not kept.
-  `read_image` (a file) and `image_to_array` (an opened image) are that step alone, for
-  prediction to match training; `read_image` also lets a JPEG decode at reduced scale.
+- Every regular file under a class folder, in nested folders too, is tried as an image:
+  content decides, not the extension. Names starting with "." (files and folders) are
+  ignored, and so are files directly in PATH. Symbolic links to files are followed; links to
+  folders are not (a link loop would pull another class's images in), and anything that is
+  not a regular file (a FIFO, socket or device: reading one can hang) is never opened; both
+  are skipped and reported. `scan_image_folder` is this listing alone, without decoding.
+- Each file goes through the one image decoder, `tfcnn.images.prepare.decode_for_model`, the
+  very function prediction and serving use: PNG, JPEG, BMP, GIF or WebP (first frame), EXIF
+  orientation applied, transparency composited on white, 16-bit samples scaled to 8 bits,
+  L (grayscale) or RGB, resized to exactly `image_size` (H, W) with Pillow's BILINEAR filter
+  (antialiased when downscaling, aspect ratio not kept); a JPEG may decode at 1/2..1/8 scale
+  when that still leaves max(H, W) per side. Files it refuses (not an image, empty,
+  truncated, over the decode memory cap `tfcnn.images.decode.MAX_DECODE_BYTES` or Pillow's
+  `MAX_IMAGE_PIXELS`) are skipped and returned with the reason; a class with no readable
+  image is an error.
 - The split is stratified and seeded: each class holds out round(val_split * count) images
   (halves round up), at least 1 when it has 2 or more and val_split > 0, and never all of them.
   The held-out images become x_test/y_test; with val_split 0 those are empty (0, H, W[, 3]) and
@@ -27,22 +31,22 @@ Layout (the torchvision ImageFolder convention)::
 from __future__ import annotations
 
 import os
-import warnings
+import stat
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
-from typing import IO
+from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from tfcnn.core.errors import ConfigError, DatasetError
 from tfcnn.data.locate import LoadedDataset
 from tfcnn.data.split import stratified_split
+from tfcnn.images.decode import ImageError, file_kind
+from tfcnn.images.prepare import decode_for_model
 
 FOLDER_PREFIX = "folder:"
 MAX_SIDE = 4096  # per image side; a typo like 2800 would otherwise ask for tens of GB
-RESAMPLE = Image.Resampling.BILINEAR
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def _visible(entries: list[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
     return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
 
 
-def _scan(folder: Path) -> list[os.DirEntry[str]]:
+def _scan(folder: Path | str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(folder) as it:
             return _visible(list(it))
@@ -107,22 +111,36 @@ def _scan(folder: Path) -> list[os.DirEntry[str]]:
         raise DatasetError(f"{folder}: cannot list ({e.strerror or e})") from e
 
 
-def _class_files(folder: Path, seen: set[Path]) -> list[str]:
-    """Files under a class folder, sorted, nested folders in place; symlink loops cut."""
-    real = folder.resolve()
-    if real in seen:
-        return []
-    seen.add(real)
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def _class_files(folder: str, seen: set[tuple[int, int]],
+                 skipped: list[tuple[str, str]]) -> list[str]:
+    """Regular files under a class folder, sorted, nested folders in place.
+
+    Symbolic links to folders are not followed and a folder already walked (by device and
+    inode: the root, a class folder, a bind mount) is not walked again, so a link loop cannot
+    pull another class's images in; anything that is not a regular file (a FIFO, socket or
+    device, which could hang a read) is skipped. Both are reported in `skipped`.
+    """
     files: list[str] = []
     for entry in _scan(folder):
         try:
-            is_dir = entry.is_dir()
+            info = os.stat(entry.path)
         except OSError:
-            is_dir = False  # a broken entry; opening it as a file reports why
-        if is_dir:
-            files.extend(_class_files(Path(entry.path), seen))
-        else:
+            files.append(entry.path)  # a broken link: decoding reports why
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            if entry.is_symlink():
+                skipped.append((entry.path, "symbolic link to a folder: not followed"))
+            elif _identity(info) not in seen:
+                seen.add(_identity(info))
+                files.extend(_class_files(entry.path, seen, skipped))
+        elif stat.S_ISREG(info.st_mode):
             files.append(entry.path)
+        else:
+            skipped.append((entry.path, f"not a regular file ({file_kind(info.st_mode)})"))
     return files
 
 
@@ -134,77 +152,16 @@ def _empty_classes_error(root: Path, names: list[str], why: str) -> DatasetError
                         "needs at least one image")
 
 
-def _composite_on_white(im: Image.Image) -> Image.Image:
-    rgba = im.convert("RGBA")
-    out = Image.new("RGB", rgba.size, (255, 255, 255))
-    out.paste(rgba, mask=rgba.getchannel("A"))
-    return out
+class FolderScan(NamedTuple):
+    """An image folder's files and labels, before decoding (see `scan_image_folder`)."""
+
+    files: list[str]  # every candidate image, class by class, each class's files sorted
+    labels: list[int]  # files[i]'s class index
+    class_names: tuple[str, ...]
+    skipped: list[tuple[str, str]]  # (path, reason): non-regular files, folder links
 
 
-def _to_8bit(im: Image.Image) -> Image.Image:
-    # Pillow's convert clips 16-bit samples to 255 instead of scaling; scale them ourselves.
-    a = np.asarray(im, dtype=np.float64)
-    if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
-        a = a / 257.0
-    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
-
-
-def image_to_array(im: Image.Image, image_size: tuple[int, int] = (28, 28), *,
-                   grayscale: bool = True) -> np.ndarray:
-    """One loaded image -> uint8 (H, W) when `grayscale`, else (H, W, 3), as training sees it."""
-    im = ImageOps.exif_transpose(im)
-    has_alpha = "A" in im.getbands() or "transparency" in im.info
-    if has_alpha:
-        im = _composite_on_white(im)
-    elif im.mode.startswith("I") or im.mode == "F":
-        im = _to_8bit(im)
-    target = "L" if grayscale else "RGB"
-    if im.mode != target:
-        if im.mode not in ("1", "L", "P", "RGB"):
-            im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV: via RGB for a known path to L
-        im = im.convert(target)
-    height, width = image_size
-    if im.size != (width, height):
-        im = im.resize((width, height), RESAMPLE)
-    return np.asarray(im, dtype=np.uint8)
-
-
-def read_image(source: str | os.PathLike[str] | IO[bytes], image_size: tuple[int, int] = (28, 28),
-               *, grayscale: bool = True) -> np.ndarray:
-    """Open, decode and convert one image file exactly as the folder loader does.
-
-    Raises whatever Pillow raises for a file it cannot read.
-    """
-    with Image.open(source) as im:
-        # A JPEG can decode at 1/2..1/8 scale for free; ask for at least the target size
-        # either way round, since EXIF rotation may swap the sides.
-        side = max(image_size)
-        im.draft("L" if grayscale else "RGB", (side, side))
-        im.load()
-        return image_to_array(im, image_size, grayscale=grayscale)
-
-
-def _why_unreadable(path: str, e: Exception) -> str:
-    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return f"decompression bomb ({' '.join(str(e).split())})"
-    if isinstance(e, Image.UnidentifiedImageError):
-        try:
-            if os.path.getsize(path) == 0:
-                return "empty file (0 bytes)"
-        except OSError:
-            pass
-        return "not an image Pillow can read"
-    if isinstance(e, OSError) and e.strerror:
-        return f"cannot read ({e.strerror})"
-    return f"corrupt or truncated ({type(e).__name__}: {' '.join(str(e).split())})"
-
-
-def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
-                      grayscale: bool = True, val_split: float = 0.1,
-                      seed: int = 0) -> FolderDataset:
-    """Load an image folder into a stratified, seeded train/held-out split (see module doc)."""
-    _check_options(image_size, val_split, seed)
-    root = Path(root)
+def _class_dirs(root: Path) -> list[os.DirEntry[str]]:
     if not root.exists():
         raise DatasetError(f"{root}: no such folder (expected one sub-folder of images per class)")
     if not root.is_dir():
@@ -216,37 +173,63 @@ def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
     if len(class_dirs) < 2:
         raise DatasetError(f"{root}: only one class sub-folder ({class_dirs[0].name}); at least "
                            "2 classes are needed")
+    return class_dirs
+
+
+def scan_image_folder(root: Path | str) -> FolderScan:
+    """List an image folder's files per class without decoding any (see module doc).
+
+    Raises `DatasetError` for a missing root, fewer than 2 class folders, or a class folder
+    with no files. Returns `FolderScan(files, labels, class_names, skipped)`.
+    """
+    root = Path(root)
+    class_dirs = _class_dirs(root)
+    seen = {_identity(os.stat(root))}
+    seen.update(_identity(os.stat(e.path)) for e in class_dirs)
+    skipped: list[tuple[str, str]] = []
+    per_class = [_class_files(e.path, seen, skipped) for e in class_dirs]
     class_names = tuple(e.name for e in class_dirs)
-    seen: set[Path] = set()
-    files = [_class_files(Path(e.path), seen) for e in class_dirs]
     # Fail before the slow part when a class folder is plainly empty.
-    no_files = [name for name, f in zip(class_names, files, strict=True) if not f]
+    no_files = [name for name, f in zip(class_names, per_class, strict=True) if not f]
     if no_files:
         raise _empty_classes_error(root, no_files, "no files")
+    files = [path for paths in per_class for path in paths]
+    labels = [label for label, paths in enumerate(per_class) for _ in paths]
+    return FolderScan(files, labels, class_names, skipped)
 
+
+def _reason(error: ImageError, path: str) -> str:
+    """The decoder's one-line message without its leading "PATH: "."""
+    text = str(error)
+    return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
+
+
+def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
+                      grayscale: bool = True, val_split: float = 0.1,
+                      seed: int = 0) -> FolderDataset:
+    """Load an image folder into a stratified, seeded train/held-out split (see module doc).
+
+    Every file is decoded by `decode_for_model`, as prediction decodes it.
+    """
+    _check_options(image_size, val_split, seed)
+    root = Path(root)
+    scan = scan_image_folder(root)
+    class_names, skipped = scan.class_names, list(scan.skipped)
     h, w = image_size
+    channels = 1 if grayscale else 3
     shape = (h, w) if grayscale else (h, w, 3)
-    total = sum(len(f) for f in files)
-    images = np.empty((total, *shape), dtype=np.uint8)
-    labels = np.empty(total, dtype=np.uint8 if len(class_names) <= 256 else np.int32)
-    counts, skipped, n = [], [], 0
-    with warnings.catch_warnings():
-        # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; treat both the same way.
-        # (catch_warnings is process-wide, one more reason this loop stays single-threaded.)
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        for label, class_files in enumerate(files):
-            start = n
-            for path in class_files:
-                try:
-                    images[n] = read_image(path, image_size, grayscale=grayscale)
-                # A damaged file can make a Pillow plugin raise nearly anything (SyntaxError,
-                # struct.error, IndexError, ...); any of them means "skip this file".
-                except Exception as e:
-                    skipped.append((path, _why_unreadable(path, e)))
-                    continue
-                labels[n] = label
-                n += 1
-            counts.append(n - start)
+    images = np.empty((len(scan.files), *shape), dtype=np.uint8)
+    labels = np.empty(len(scan.files), dtype=np.uint8 if len(class_names) <= 256 else np.int32)
+    counts, n = [0] * len(class_names), 0
+    for path, label in zip(scan.files, scan.labels, strict=True):
+        try:
+            images[n] = decode_for_model(path, h, w, channels).reshape(shape)
+        except ImageError as e:
+            skipped.append((path, _reason(e, path)))
+            continue
+        labels[n] = label
+        counts[label] += 1
+        n += 1
     unreadable = [name for name, c in zip(class_names, counts, strict=True) if c == 0]
     if unreadable:
         raise _empty_classes_error(root, unreadable, "no readable images")

@@ -1,0 +1,243 @@
+"""Opening and decoding image files and bytes safely: the one place an image is decoded.
+
+`load_image` turns a path or a binary file object into an upright Pillow image (first frame,
+EXIF orientation applied) or raises `ImageError` with one line naming the file. It:
+
+- opens only regular files (a FIFO, socket or device such as /dev/zero is refused before it
+  is read, so nothing can hang on it);
+- reads PNG, JPEG, BMP, GIF and WebP only (`FORMATS`), whatever the file's name;
+- caps what one decode may cost (`MAX_DECODE_BYTES`, pixels × bytes per pixel as Pillow
+  stores them), raising `ImageTooLarge` before the pixels are allocated: a 194 KB 16-bit PNG
+  of 9400×9400 px would otherwise cost about 3 GB. A JPEG over the cap is first decoded at
+  1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling: cheap, and still plenty for a model input),
+  so big photos still work;
+- can decode a JPEG at reduced scale on purpose (`min_size`), never below that size: the
+  folder loader and prediction pass the same `min_size` (`tfcnn.images.prepare`), so both
+  see the same pixels.
+
+`flatten` converts any decoded image to "L" or "RGB" (transparency on white, 16-bit greys
+scaled, not clipped). Pillow and numpy only: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import stat
+import warnings
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tfcnn.core.errors import TfcnnError
+
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+FORMATS_TEXT = "PNG, JPEG, BMP, GIF or WebP"
+MB = 1 << 20
+# What one decode may allocate for its pixels: 16 Mpx in colour (4032×3024, a 12 Mpx phone
+# photo, is 47 MB), 64 Mpx grey, 32 Mpx 16-bit grey; JPEGs up to 8× those sides via DCT
+# scaling. Converting the image for a model costs at most a few times this again (measured
+# in tests/test_images_limits.py: under 400 MB of process growth for an image at the cap).
+MAX_DECODE_BYTES = 64 * MB
+_JPEG_SCALES = (1, 2, 4, 8)
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+class ImageError(TfcnnError):
+    """An image file that cannot be decoded: not an image, truncated, empty or too large."""
+
+
+class ImageTooLarge(ImageError):
+    """An image whose decoded pixels would exceed the memory allowed for one image
+    (the server answers 413 for it)."""
+
+
+def bytes_per_pixel(mode: str) -> int:
+    """The bytes Pillow allocates per pixel for an image of `mode` (3-band images take 4)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode in _SIXTEEN_BIT:
+        return 2
+    return 4
+
+
+def decode_cost(size: tuple[int, int], mode: str) -> int:
+    """Bytes the decoded pixels of an image of `size` (W, H) and `mode` take."""
+    return size[0] * size[1] * bytes_per_pixel(mode)
+
+
+def load_image(source: str | os.PathLike[str] | BinaryIO, name: str | None = None, *,
+               min_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode a PNG, JPEG, BMP, GIF or WebP image fully (first frame), upright per its EXIF.
+
+    `source` is a path or a binary file object; `name` is what error messages call it
+    (default: the path). `min_size` (height, width), when given, lets a JPEG decode at 1/2,
+    1/4 or 1/8 scale as long as both sides stay at least the larger of the two (EXIF may
+    swap them). Raises `ImageError` (one line naming the file) for anything it cannot use,
+    and `ImageTooLarge` for an image over `MAX_DECODE_BYTES` or Pillow's
+    `Image.MAX_IMAGE_PIXELS`, before decoding its pixels.
+    """
+    is_path = isinstance(source, str | os.PathLike)
+    label = name or (os.fspath(source) if is_path else "image")
+    if not is_path:
+        return _decode(source, label, min_size)
+    with _open_regular(source, label) as file:
+        return _decode(file, label, min_size)
+
+
+def _open_regular(path: str | os.PathLike[str], label: str) -> BinaryIO:
+    """`path` opened for reading if it is a non-empty regular file, else `ImageError`."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from exc
+    _check_regular(info, label)
+    try:
+        # O_NONBLOCK: should the path become a FIFO after the stat, opening it cannot hang.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from exc
+    file = os.fdopen(fd, "rb")
+    try:
+        _check_regular(os.fstat(fd), label)
+        os.set_blocking(fd, True)
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def _check_regular(info: os.stat_result, label: str) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(f"{label}: is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{label}: not a regular file ({file_kind(info.st_mode)})")
+    if info.st_size == 0:
+        raise ImageError(f"{label}: empty file (0 bytes)")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words: "a FIFO", "a device", "a socket", ..."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
+
+
+def _decode(source: BinaryIO, label: str, min_size: tuple[int, int] | None) -> Image.Image:
+    try:
+        # Pillow only warns between 1x and 2x its pixel limit; we refuse both. The explicit
+        # size check below holds even if another thread changes the warning filters meanwhile.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source, formats=FORMATS) as opened:
+                _check_pixels(opened, label)
+                _reduce_jpeg(opened, label, min_size)
+                opened.load()
+                # In place: a copy would double the memory of a large image for a moment.
+                ImageOps.exif_transpose(opened, in_place=True)
+                return opened
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"{label}: image too large ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{label}: not a {FORMATS_TEXT} image") from exc
+    except MemoryError as exc:
+        raise ImageTooLarge(f"{label}: image too large to decode (out of memory)") from exc
+    except OSError as exc:
+        # Pillow reports truncated or corrupt data as OSError ("image file is truncated").
+        if exc.strerror:
+            raise ImageError(f"{label}: cannot read ({exc.strerror})") from exc
+        raise ImageError(f"{label}: truncated or corrupt image ({_one_line(exc)})") from exc
+    except Exception as exc:
+        # A damaged file can make a Pillow plugin raise nearly anything (SyntaxError,
+        # struct.error, IndexError, ValueError, ...): all of them mean a corrupt image.
+        raise ImageError(f"{label}: corrupt image ({_one_line(exc)})") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_pixels(image: Image.Image, label: str) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit and width * height > limit:
+        raise ImageTooLarge(f"{label}: image too large ({width}×{height} = "
+                            f"{width * height:,} pixels; the limit is {limit:,})")
+
+
+def _reduce_jpeg(image: Image.Image, label: str, min_size: tuple[int, int] | None) -> None:
+    """Pick the JPEG's DCT scale (a no-op for other formats), then check the decode's cost.
+
+    The scale is the larger of: the largest keeping both sides ≥ max(`min_size`), and the
+    smallest bringing the cost under `MAX_DECODE_BYTES`.
+    """
+    width, height = image.size
+    request = (width, height)
+    if min_size is not None:
+        side = max(1, *min_size)
+        request = (min(width, side), min(height, side))
+    if image.format == "JPEG" and decode_cost(request, image.mode) > MAX_DECODE_BYTES:
+        for scale in _JPEG_SCALES[1:]:
+            reduced = (math.ceil(width / scale), math.ceil(height / scale))
+            if decode_cost(reduced, image.mode) <= MAX_DECODE_BYTES:
+                break
+        request = (min(request[0], max(1, width // scale)),
+                   min(request[1], max(1, height // scale)))
+    if image.format == "JPEG" and request != (width, height):
+        image.draft(image.mode, request)
+    cost = decode_cost(image.size, image.mode)
+    if cost > MAX_DECODE_BYTES:
+        raise ImageTooLarge(f"{label}: image too large to decode ({width}×{height}, "
+                            f"{math.ceil(cost / MB)} MB; the limit is {MAX_DECODE_BYTES // MB} MB)")
+
+
+def flatten(image: Image.Image, mode: str) -> Image.Image:
+    """`image` in `mode` ("L" or "RGB"): any transparency composited on white, 16- and 32-bit
+    greys scaled to 8 bits (Pillow's own convert would clip them), other modes via RGB."""
+    if image.mode in (*_SIXTEEN_BIT, "I", "F"):
+        image = _eight_bit_grey(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "L", "RGB", "1") and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    elif image.mode not in ("1", "L", "P", "RGB", mode):
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV: via RGB, a known path to L
+    return image if image.mode == mode else image.convert(mode)
+
+
+def _eight_bit_grey(image: Image.Image) -> Image.Image:
+    """A 16-bit ("I;16*", or "I" over 255) grey scaled by 255/65535, rounded; "I" up to 255
+    kept; "F" in [0, 1] scaled by 255, else clipped to 0-255. Row blocks bound the memory."""
+    values = np.asarray(image)
+    top = values.max(initial=0)
+    out = np.empty(values.shape, dtype=np.uint8)
+    rows = max(1, (1 << 20) // max(1, values.shape[1]))
+    for start in range(0, values.shape[0], rows):
+        block = values[start:start + rows]
+        if image.mode == "F":
+            block = np.clip(np.rint(block * (255.0 if top <= 1.0 else 1.0)), 0, 255)
+        elif image.mode in _SIXTEEN_BIT or top > 255:
+            # (x + 128) // 257 = round(x / 257) exactly: x / 257 is never a tie.
+            block = (block.astype(np.uint32) + 128) // 257
+        else:
+            block = np.clip(block, 0, 255)
+        out[start:start + rows] = block
+    return Image.fromarray(out)
+
+
+def load_bytes(data: bytes, name: str, *, min_size: tuple[int, int] | None = None
+               ) -> Image.Image:
+    """`load_image` for an uploaded file's bytes (an empty upload is an `ImageError`)."""
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    return load_image(io.BytesIO(data), name=name, min_size=min_size)
