@@ -116,3 +116,102 @@ def test_mixed_bfloat16_computes_in_bf16_gives_float32_logits_and_reloads_as_flo
     loaded = load_model(tmp_path / "m.keras")
     assert all(layer.compute_dtype == "float32" for layer in loaded.stack)
     assert np.allclose(loaded(x).numpy(), plain(x).numpy(), atol=1e-5)
+
+
+PHOTO_NET = "16C3p-BN-P2-R32S2-R32-32SC3p-GAP-DO20-D5"
+
+
+def _trained_a_little(model, x):
+    """A few SGD steps so batch-norm statistics and weights move off their initial values."""
+    import keras
+    model.compile(optimizer=keras.optimizers.SGD(0.05),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, np.arange(len(x)) % 5, epochs=2, batch_size=4, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize(("notation", "shape", "params"), [
+    # 3x3x3x8 + 8; residual 8->16 stride 2: 3x3x8x16 + 3x3x16x16 + 1x1x8x16 (no biases)
+    # + 3 batch norms of 4x16; GAP; 16x5 + 5
+    ("8C3p-R16S2-GAP-D5", (20, 20, 3), 224 + 1152 + 2304 + 128 + 192 + 85),
+    # identity shortcut: 2 x 3x3x8x8 + 2 batch norms of 4x8, no projection
+    ("8C3-R8-GAP-D5", (20, 20, 3), 224 + 1152 + 64 + 45),
+    # separable 5x5: depthwise 5x5x3, pointwise 3x8, bias 8; same padding keeps 20x20
+    ("8SC5p-D5", (20, 20, 3), 75 + 24 + 8 + 20 * 20 * 8 * 5 + 5),
+    ("8SC5-D5", (20, 20, 3), 75 + 24 + 8 + 16 * 16 * 8 * 5 + 5),
+])
+def test_photo_layers_have_the_expected_parameter_counts(notation, shape, params):
+    assert build_model(notation, shape, tuple("abcde"), 0).count_params() == params
+
+
+def test_photo_layers_give_the_shapes_the_notation_says():
+    model = build_model(PHOTO_NET, (32, 32, 3), tuple("abcde"), 0)
+    shape = (None, 32, 32, 3)
+    shapes = []
+    for layer in model.stack:
+        shape = layer.compute_output_shape(shape)
+        shapes.append((layer.name, tuple(shape)))
+    assert dict(shapes) == {
+        "conv1": (None, 32, 32, 16), "batchnorm1": (None, 32, 32, 16),
+        "pool1": (None, 16, 16, 16),
+        "residual1": (None, 8, 8, 32), "residual2": (None, 8, 8, 32),
+        "sepconv1": (None, 8, 8, 32), "gap": (None, 32), "dropout1": (None, 32),
+        "logits": (None, 5)}
+
+
+def test_a_gap_network_takes_other_image_sizes_with_the_same_weights():
+    model = build_model(PHOTO_NET, (32, 32, 3), tuple("abcde"), 0)
+    for size in [(32, 32), (48, 40), (17, 23)]:
+        x = np.random.default_rng(0).random((2, *size, 3), dtype=np.float32)
+        assert np.asarray(model(x)).shape == (2, 5)
+
+
+def test_residual_blocks_use_batch_norm_statistics_only_in_training():
+    model = build_model("8C3p-R8-R16S2-GAP-D5", (16, 16, 3), tuple("abcde"), 1)
+    x = np.random.default_rng(4).random((4, 16, 16, 3), dtype=np.float32)
+    inference = np.asarray(model(x, training=False))
+    np.testing.assert_array_equal(inference, np.asarray(model(x, training=False)))
+    assert not np.allclose(np.asarray(model(x, training=True)), inference, atol=1e-3)
+
+
+def test_photo_network_is_seeded_and_reloads_with_the_same_outputs(tmp_path):
+    a, b = (build_model(PHOTO_NET, (24, 24, 3), tuple("abcde"), 7) for _ in range(2))
+    c = build_model(PHOTO_NET, (24, 24, 3), tuple("abcde"), 8)
+    assert all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights(),
+                                                        strict=True))
+    block = [layer for layer in a.stack if layer.name == "residual1"][0]
+    other = [layer for layer in c.stack if layer.name == "residual1"][0]
+    assert not np.array_equal(block.conv1.kernel, other.conv1.kernel)
+    x = np.random.default_rng(5).random((8, 24, 24, 3), dtype=np.float32)
+    _trained_a_little(a, x)
+    a.save(tmp_path / "p.keras")
+    loaded = load_model(tmp_path / "p.keras")
+    assert loaded.notation == PHOTO_NET
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(a(x)), atol=1e-6)
+
+
+def test_plain_layers_of_a_photo_network_compute_the_same_in_inference():
+    import keras
+
+    from tfcnn.models.mirror import plain_layers
+
+    for notation in (PHOTO_NET, "8M3-BN-8M3-GAP-BN-D5"):
+        model = build_model(notation, (16, 16, 3), tuple("abcde"), 2)
+        x = np.random.default_rng(6).random((8, 16, 16, 3), dtype=np.float32)
+        _trained_a_little(model, x)
+        y = inputs = keras.Input((16, 16, 3))
+        for layer in plain_layers(model.stack, (None, 16, 16, 3)):
+            y = layer(y)
+        plain = keras.Model(inputs, y)
+        kinds = {type(layer).__module__.split(".")[0] for layer in plain._flatten_layers()}
+        assert kinds == {"keras"}, kinds  # stock Keras layers only: loads without tfcnn
+        np.testing.assert_allclose(np.asarray(plain(x)), np.asarray(model(x)), atol=1e-4)
+
+
+def test_mixed_precision_residual_blocks_compute_in_bfloat16():
+    model = build_model("8C3p-R8-R16S2-GAP-D5", (16, 16, 3), tuple("abcde"), 1,
+                        precision="mixed_bfloat16")
+    block = [layer for layer in model.stack if layer.name == "residual2"][0]
+    assert block.conv1.compute_dtype == "bfloat16" and block.norm2.compute_dtype == "bfloat16"
+    x = np.random.default_rng(7).random((2, 16, 16, 3), dtype=np.float32)
+    assert model(x).dtype == "float32"

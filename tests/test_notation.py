@@ -83,3 +83,59 @@ def test_check_output_shape_rejects_uneven_strides_and_pools_in_the_mirror_part(
 def test_check_output_shape_allows_uneven_pools_after_the_mirror_part():
     nt.check_output_shape("8M3-8C3-P2-D10", (29, 29, 1))  # 25 columns: odd, but ordinary
     nt.check_output_shape("8M3-P2-D10", (28, 28, 1))
+
+
+def test_photo_tokens_parse_to_their_layers():
+    assert nt.parse_notation("32c3p-64C3S2P-R64-r128s2-64SC3-32sc5s2p-GAP-DO20-D10") == [
+        nt.Conv(32, 3, same=True), nt.Conv(64, 3, 2, same=True), nt.Residual(64),
+        nt.Residual(128, 2), nt.Conv(64, 3, separable=True),
+        nt.Conv(32, 5, 2, same=True, separable=True), nt.GlobalPool(), nt.Dropout(0.2),
+        nt.Dense(10)]
+
+
+@pytest.mark.parametrize(("text", "token_no", "token", "why"), [
+    ("R0-GAP-D10", 1, "R0", "filters and stride"),
+    ("R8S0-GAP-D10", 1, "R8S0", "filters and stride"),
+    ("8M3P-D10", 1, "8M3P", "same padding"),
+    ("8C3-GAP-8C3-D10", 3, "8C3", "cannot follow GAP"),
+    ("8C3-GAP-P2-D10", 3, "P2", "cannot follow GAP"),
+    ("8C3-GAP-GAP-D10", 3, "GAP", "cannot follow GAP"),
+    ("8C3-D10-R8-D10", 3, "R8", "cannot follow a dense"),
+    ("R8-8M3-D10", 2, "8M3", "cannot follow an ordinary convolution"),
+    ("8SC3-8M3-D10", 2, "8M3", "cannot follow an ordinary convolution"),
+    ("8C3-GAP", 2, "GAP", "must be a dense layer"),
+    ("8C3Q-D10", 1, "8C3Q", "is not a layer"),
+])
+def test_bad_photo_tokens_name_the_token(text, token_no, token, why):
+    with pytest.raises(ModelSpecError) as err:
+        nt.parse_notation(text)
+    message = str(err.value)
+    assert f"token {token_no} {token!r}" in message and why in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("size", [8, 33, 64, 200])
+def test_a_gap_network_fits_any_image_size_that_reaches_it(size):
+    nt.check_output_shape("16C3p-R32S2-R64S2-GAP-D10", (size, size + 5, 3))
+
+
+def test_check_output_shape_follows_same_padding_and_residual_strides():
+    # same padding keeps 5 -> 5, strides round up: 5 -> 3 -> 2 -> 1; a valid 3x3 then fails
+    nt.check_output_shape("8C3p-R8S2-R8S2-8C3S2P-D10", (5, 5, 1))
+    with pytest.raises(ModelSpecError, match="token 5 '8C3'.*below 1x1"):
+        nt.check_output_shape("8C3p-R8S2-R8S2-8C3S2P-8C3-D10", (5, 5, 1))
+
+
+def test_gap_ends_the_mirror_part_so_uneven_sizes_before_it_are_still_named():
+    nt.check_output_shape("8M3-GAP-D10", (27, 27, 3))
+    with pytest.raises(ModelSpecError, match="'P2' leaves 1 of 25 columns"):
+        nt.check_output_shape("8M3-P2-GAP-D10", (27, 27, 3))
+
+
+def test_keras_backbones_resolve_to_keras_spelling_and_unknown_ones_are_named():
+    assert nt.resolve_model("keras:mobilenetv3small") == (
+        "keras:MobileNetV3Small", "keras:MobileNetV3Small")
+    with pytest.raises(ModelSpecError) as err:
+        nt.resolve_model("keras:ResNet9000")
+    assert "'keras:ResNet9000': unknown keras.applications backbone" in str(err.value)
+    assert "MobileNetV3Small" in str(err.value) and "\n" not in str(err.value)

@@ -23,6 +23,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from tfcnn.models.blocks import ResidualBlock
+
 
 def mirror(images: Any) -> Any:
     """Images (N, H, W, C) mirrored left to right."""
@@ -156,14 +158,26 @@ def _plain_fold_dense(dense: layers.Dense, input_shape: tuple[int | None, ...]) 
     return plain
 
 
+def _sum_halves(channels: int) -> layers.Dense:
+    """After global average pooling, a fold is the sum of the two halves (mirroring a map
+    leaves its mean unchanged): a fixed linear layer."""
+    plain = layers.Dense(channels // 2, use_bias=False, name="fold")
+    plain.build((None, channels))
+    identity = np.eye(channels // 2, dtype=np.float32)
+    plain.set_weights([np.concatenate([identity, identity], axis=0)])
+    return plain
+
+
 def plain_layers(stack: list[layers.Layer],
                  input_shape: tuple[int | None, ...]) -> list[layers.Layer]:
     """Ordinary Keras layers computing what `stack` computes in inference mode.
 
     Mirror convolutions become convolutions with both halves of the kernel, mirror batch
-    norm a batch norm with its statistics repeated, and a fold with the dense layer after it
-    one dense layer over both halves. Other layers are returned as they are. A fold that
-    feeds a convolution has no such form: ValueError.
+    norm a batch norm with its statistics repeated, a fold with the dense layer after it
+    one dense layer over both halves, a fold before global average pooling that pooling and
+    the sum of the halves, and a residual block a functional model of stock layers. Other
+    layers are returned as they are. A fold that feeds a convolution has no such form:
+    ValueError.
     """
     made: list[layers.Layer] = []
     shape = tuple(input_shape)
@@ -174,8 +188,15 @@ def plain_layers(stack: list[layers.Layer],
             made.append(_plain_conv(layer, shape))
         elif isinstance(layer, MirrorBatchNorm):
             made.append(_plain_norm(layer, shape))
+        elif isinstance(layer, ResidualBlock):
+            made.append(layer.functional(shape))
         elif isinstance(layer, MirrorFold):
             flatten, dense = stack[position + 1:position + 3]
+            if isinstance(flatten, layers.GlobalAveragePooling2D):
+                made += [flatten, _sum_halves(shape[-1])]
+                shape = (shape[0], shape[-1] // 2)
+                position += 2
+                continue
             if not isinstance(flatten, layers.Flatten):
                 raise ValueError("the mirror part ends in a convolution: no plain-layer form")
             made += [flatten, _plain_fold_dense(dense, shape)]

@@ -19,12 +19,32 @@ from keras import layers
 
 from tfcnn.models import mirror as mi
 from tfcnn.models import notation as nt
+from tfcnn.models.blocks import ResidualBlock
 
 
 def _seeded(seed: int, index: int) -> dict[str, Any]:
     # Each layer gets its own fixed seed: initial weights depend on the run's seed only,
     # never on a global random state.
     return {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed * 1000 + index)}
+
+
+def _block_seed(seed: int, index: int) -> int:
+    # A residual block seeds its 2-3 convolutions from here on: clear of the other layers'.
+    return 10_000_000 + 3 * (seed * 1000 + index)
+
+
+def _conv(spec: nt.Conv, activation: str | None, name: Any, seed: int, index: int,
+          dtype: dict[str, str]) -> keras.layers.Layer:
+    padding = "same" if spec.same else "valid"
+    if spec.separable:
+        init = keras.initializers.GlorotUniform(seed=seed * 1000 + index)
+        return layers.SeparableConv2D(spec.filters, spec.kernel, strides=spec.stride,
+                                      padding=padding, activation=activation,
+                                      depthwise_initializer=init, pointwise_initializer=init,
+                                      name=name("sepconv"), **dtype)
+    return layers.Conv2D(spec.filters, spec.kernel, strides=spec.stride, padding=padding,
+                         activation=activation, name=name("conv"), **_seeded(seed, index),
+                         **dtype)
 
 
 def _make_layers(specs: list[nt.LayerSpec], seed: int,
@@ -44,8 +64,8 @@ def _make_layers(specs: list[nt.LayerSpec], seed: int,
     relu_after_pool = False
     paired = False  # inside the mirror part: channels come in (filter, mirror image) halves
     for index, spec in enumerate(specs):
-        if paired and (isinstance(spec, nt.Dense) or isinstance(spec, nt.Conv)
-                       and not spec.mirror):
+        if paired and (isinstance(spec, nt.Dense | nt.Residual | nt.GlobalPool)
+                       or isinstance(spec, nt.Conv) and not spec.mirror):
             made.append(mi.MirrorFold(name="fold", **dtype))
             paired = False
         if isinstance(spec, nt.Conv):
@@ -60,9 +80,13 @@ def _make_layers(specs: list[nt.LayerSpec], seed: int,
                                             **dtype))
                 paired = True
             else:
-                made.append(layers.Conv2D(spec.filters, spec.kernel, strides=spec.stride,
-                                          padding="valid", activation=activation,
-                                          name=name("conv"), **_seeded(seed, index), **dtype))
+                made.append(_conv(spec, activation, name, seed, index, dtype))
+        elif isinstance(spec, nt.Residual):
+            made.append(ResidualBlock(spec.filters, spec.stride, seed=_block_seed(seed, index),
+                                      name=name("residual"), **dtype))
+        elif isinstance(spec, nt.GlobalPool):
+            made.append(layers.GlobalAveragePooling2D(name="gap", **dtype))
+            flattened = True  # one value per channel already
         elif isinstance(spec, nt.Pool):
             made.append(layers.MaxPool2D(pool_size=spec.size, name=name("pool"), **dtype))
             if relu_after_pool:
@@ -115,7 +139,7 @@ class NotationModel(keras.Model):
 
     def call(self, x: Any, training: bool = False) -> Any:
         for layer in self.stack:
-            if isinstance(layer, layers.BatchNormalization | layers.Dropout):
+            if isinstance(layer, layers.BatchNormalization | layers.Dropout | ResidualBlock):
                 x = layer(x, training=training)
             else:
                 x = layer(x)
