@@ -1,0 +1,265 @@
+"""The attribution methods: Grad-CAM, integrated gradients and occlusion, with tf.GradientTape.
+
+Each takes a loaded tfcnn Keras model (it returns logits), a prepared float32 batch
+(N, H, W, C) in [0, 1] and one target class index per image, and returns one H×W map per
+image (float32, (N, H, W)):
+
+- `gradcam` (Selvaraju et al. 2017): the target logit's gradient with respect to a
+  convolution's output, averaged over positions as channel weights; the weighted sum of the
+  channels, ReLU, bilinearly upsampled to H×W, divided by its maximum (0-1; all zero when
+  nothing speaks for the class).
+- `integrated_gradients` (Sundararajan et al. 2017): (x − baseline) times the target
+  logit's gradient averaged along the straight path from the baseline to x (trapezoid
+  rule), summed over channels. Signed; the attributions of an image add up to
+  logit(x) − logit(baseline) (completeness). The default baseline is "black" (all zeros):
+  for MNIST-style digits, white ink on black, that is the empty canvas.
+- `occlusion` (Zeiler & Fergus 2014): the drop of the target's probability when a square
+  patch of the image is set to the baseline value, averaged over the patches covering each
+  pixel. Signed: negative where hiding a region makes the class more likely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfcnn.core.errors import ConfigError
+from tfcnn.explain.graph import conv_recorder, is_conv, require_convs
+
+CHUNK = 512  # images per forward/backward pass: bounded memory at any batch size
+BASELINES = ("black", "white")
+
+
+def as_batch(model: Any, images: Any) -> np.ndarray:
+    """`images` as the model's float32 (N, H, W, C) input; (H, W) or (N, H, W) for grey."""
+    batch = np.asarray(images, dtype=np.float32)
+    shape = tuple(int(n) for n in model.image_shape)
+    if batch.ndim == 2 and shape[2] == 1:
+        batch = batch[None]
+    if batch.ndim == 3 and batch.shape[1:] == shape[:2] and shape[2] == 1:
+        batch = batch[..., None]
+    elif batch.ndim == 3 and batch.shape == shape:
+        batch = batch[None]
+    if batch.ndim != 4 or batch.shape[1:] != shape:
+        raise ConfigError(f"images: expected shape (N, {', '.join(map(str, shape))}), "
+                          f"got {batch.shape}")
+    return batch
+
+
+def _targets(targets: Any, n: int) -> np.ndarray:
+    values = np.broadcast_to(np.asarray(targets, dtype=np.int64), (n,))
+    return np.ascontiguousarray(values, dtype=np.int32)
+
+
+def logits_of(model: Any, images: np.ndarray) -> np.ndarray:
+    """float32 (N, classes) logits, in chunks."""
+    parts = [np.asarray(model(images[i:i + CHUNK], training=False), dtype=np.float32)
+             for i in range(0, len(images), CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def probabilities_of(model: Any, images: np.ndarray) -> np.ndarray:
+    """float32 (N, classes) class probabilities (softmax of the logits)."""
+    logits = logits_of(model, images).astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def gradcam_layer(model: Any, x: np.ndarray) -> int:
+    """Index (among the recorded convolutions) of the one Grad-CAM looks at by default: the
+    last whose output is larger than 1×1. A 1×1 map carries no position: the tutorial
+    network's last convolution (5×5 stride 2 on 5×5) gives one, a constant heatmap."""
+    maps, _ = conv_recorder(model)(x[:1])
+    sizes = [int(m.shape[1]) * int(m.shape[2]) for _, m in maps]
+    spatial = [i for i, size in enumerate(sizes) if size > 1]
+    return spatial[-1] if spatial else len(sizes) - 1
+
+
+def gradcam(model: Any, images: Any, targets: Any, layer: int | str | None = None
+            ) -> np.ndarray:
+    """Grad-CAM maps (N, H, W) in [0, 1] for the `targets` classes (see the module doc).
+
+    `layer`: which convolution (index among the model's convolutions, or its name);
+    default: the last one with an output larger than 1×1. Raises `ModelSpecError` for a
+    model without convolutions.
+    """
+    convs = require_convs(model, "Grad-CAM")
+    x = as_batch(model, images)
+    index = _layer_index(convs, layer) if layer is not None else gradcam_layer(model, x)
+    record = conv_recorder(model)
+    t = _targets(targets, len(x))
+    cams = np.concatenate([gradcam_maps(record, x[i:i + CHUNK], t[i:i + CHUNK], index).numpy()
+                           for i in range(0, len(x), CHUNK)])
+    return upsample(cams, x.shape[1:3], centres(model, index, cams.shape[1:3], x.shape[1:3]))
+
+
+def _layer_index(convs: list[Any], layer: int | str) -> int:
+    if isinstance(layer, str):
+        names = [c.name for c in convs]
+        if layer not in names:
+            raise ConfigError(f"layer: no convolution named {layer!r} (the model has "
+                              f"{', '.join(names)})")
+        return names.index(layer)
+    if not -len(convs) <= layer < len(convs):
+        raise ConfigError(f"layer: index {layer} out of range ({len(convs)} convolutions)")
+    return layer % len(convs)
+
+
+def gradcam_maps(record: Any, x: Any, targets: Any, index: int) -> Any:
+    """Grad-CAM at the convolution's own resolution (N, h', w'), before upsampling: a
+    tensor, so that it can run inside a tf.function."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    with tf.GradientTape() as tape:
+        maps, logits = record(x)
+        features = maps[index][1]
+        score = tf.reduce_sum(tf.gather(logits, targets, axis=1, batch_dims=1))
+    grads = tape.gradient(score, features)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value), int(value)) if np.isscalar(value) else (int(value[0]), int(value[1]))
+
+
+def centres(model: Any, index: int, size: tuple[int, int], image: tuple[int, int]
+            ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Where the convolution's output positions sit on the input: ((row offset, row step),
+    (column offset, column step)) in input pixels, from each layer's kernel and stride.
+
+    A notation network's valid convolutions and pools shrink the map from its edges, so a
+    plain resize would stretch the heatmap ~3 px outwards on 28×28 inputs (the tutorial
+    network's 11×11 second convolution has its centres at 3.5 ... 23.5). Other models
+    (same padding): the resize's own half-pixel centres.
+    """
+    if not hasattr(model, "stack"):
+        steps = (image[0] / size[0], image[1] / size[1])
+        return ((steps[0] - 1) / 2, steps[0]), ((steps[1] - 1) / 2, steps[1])
+    offset, step = [0.0, 0.0], [1.0, 1.0]
+    seen = -1
+    for layer in model.stack:
+        if hasattr(layer, "pool_size"):
+            kernel, stride = _pair(layer.pool_size), _pair(layer.strides)
+        elif hasattr(layer, "kernel_size"):
+            kernel, stride = _pair(layer.kernel_size), _pair(layer.strides)
+        else:
+            continue
+        for axis in (0, 1):
+            offset[axis] += step[axis] * (kernel[axis] - 1) / 2
+            step[axis] *= stride[axis]
+        if is_conv(layer):
+            seen += 1
+            if seen == index:
+                break
+    return (offset[0], step[0]), (offset[1], step[1])
+
+
+def upsample(cams: np.ndarray, image: tuple[int, int],
+             grid: tuple[tuple[float, float], tuple[float, float]]) -> np.ndarray:
+    """(N, h', w') maps → (N, H, W): bilinear between the positions' centres on the input
+    (`centres`), edge values beyond them; each map divided by its maximum (0: all zero)."""
+    (row0, row_step), (col0, col_step) = grid
+    rows = (np.arange(image[0]) - row0) / row_step
+    cols = (np.arange(image[1]) - col0) / col_step
+    out = np.empty((len(cams), *image), np.float32)
+    for n, cam in enumerate(cams):
+        wide = np.stack([np.interp(cols, np.arange(cam.shape[1]), r) for r in cam])
+        out[n] = np.stack([np.interp(rows, np.arange(cam.shape[0]), c) for c in wide.T]).T
+        top = out[n].max()
+        out[n] = out[n] / top if top > 0 else 0.0
+    return out
+
+
+def _baseline(baseline: str | np.ndarray, x: np.ndarray) -> np.ndarray:
+    if isinstance(baseline, str):
+        if baseline not in BASELINES:
+            raise ConfigError(f"baseline: expected one of {', '.join(BASELINES)} or an "
+                              f"array, got {baseline!r}")
+        return np.full_like(x, 0.0 if baseline == "black" else 1.0)
+    base = np.asarray(baseline, dtype=np.float32)
+    try:
+        return np.broadcast_to(base, x.shape).astype(np.float32)
+    except ValueError:
+        raise ConfigError(f"baseline: shape {base.shape} does not fit images of shape "
+                          f"{x.shape}") from None
+
+
+def _target_gradients(model: Any, points: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    x = tf.convert_to_tensor(points)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = model(x, training=False)
+        score = tf.reduce_sum(tf.gather(logits, targets, axis=1, batch_dims=1))
+    return tape.gradient(score, x).numpy()
+
+
+def integrated_gradients(model: Any, images: Any, targets: Any,
+                         baseline: str | np.ndarray = "black", steps: int = 64) -> np.ndarray:
+    """Integrated-gradients maps (N, H, W), channels summed (see the module doc).
+
+    `baseline`: "black" (zeros, the default), "white" (ones) or an array broadcastable to
+    the batch. `steps`: path intervals (the trapezoid rule evaluates steps + 1 points).
+    """
+    if steps < 1:
+        raise ConfigError(f"steps: expected a positive integer, got {steps}")
+    x = as_batch(model, images)
+    base = _baseline(baseline, x)
+    t = _targets(targets, len(x))
+    alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
+    # Trapezoid weights: each interval's mean gradient, then the mean over intervals.
+    weights = np.full(steps + 1, 1.0 / steps, np.float32)
+    weights[[0, -1]] /= 2
+    per_chunk = max(1, CHUNK // (steps + 1))
+    out = []
+    for i in range(0, len(x), per_chunk):
+        xs, bs, ts = x[i:i + per_chunk], base[i:i + per_chunk], t[i:i + per_chunk]
+        delta = xs - bs
+        points = bs[:, None] + alphas[None, :, None, None, None] * delta[:, None]
+        grads = _target_gradients(model, points.reshape(-1, *x.shape[1:]),
+                                  np.repeat(ts, steps + 1))
+        grads = grads.reshape(len(xs), steps + 1, *x.shape[1:])
+        mean_grad = np.tensordot(weights, grads, axes=([0], [1]))
+        out.append((delta * mean_grad).sum(axis=-1))
+    return np.concatenate(out).astype(np.float32)
+
+
+def _positions(size: int, patch: int, stride: int) -> list[int]:
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:  # the last row/column of patches reaches the edge
+        starts.append(size - patch)
+    return starts
+
+
+def default_patch(image_shape: tuple[int, ...]) -> int:
+    """A seventh of the shorter side (4 px on 28×28, 32 on 224×224): a stroke's width."""
+    return max(1, round(min(image_shape[:2]) / 7))
+
+
+def occlusion(model: Any, images: Any, targets: Any, patch: int | None = None,
+              stride: int | None = None, value: float = 0.0) -> np.ndarray:
+    """Occlusion maps (N, H, W): the target probability's drop when a `patch`×`patch`
+    square (default `default_patch`) moved by `stride` (default half the patch) is set to
+    `value` (default 0, black: the background of MNIST-style digits)."""
+    x = as_batch(model, images)
+    h, w = x.shape[1:3]
+    patch = patch or default_patch(x.shape[1:])
+    stride = stride or max(1, patch // 2)
+    if not 1 <= patch <= min(h, w) or stride < 1:
+        raise ConfigError(f"occlusion: patch {patch} and stride {stride} do not fit "
+                          f"{h}×{w} images (1 <= patch <= {min(h, w)}, stride >= 1)")
+    t = _targets(targets, len(x))
+    boxes = [(r, c) for r in _positions(h, patch, stride) for c in _positions(w, patch, stride)]
+    cover = np.zeros((h, w), np.float32)
+    for r, c in boxes:
+        cover[r:r + patch, c:c + patch] += 1
+    out = np.zeros((len(x), h, w), np.float32)
+    for n in range(len(x)):
+        copies = np.repeat(x[n:n + 1], len(boxes) + 1, axis=0)
+        for k, (r, c) in enumerate(boxes, start=1):
+            copies[k, r:r + patch, c:c + patch] = value
+        probs = probabilities_of(model, copies)[:, t[n]]
+        for k, (r, c) in enumerate(boxes, start=1):
+            out[n, r:r + patch, c:c + patch] += probs[0] - probs[k]
+    return out / cover
