@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import struct
+import subprocess
+import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -156,3 +161,83 @@ def test_unencodable_arrays_are_rejected(array, tmp_path):
     with pytest.raises(DatasetError):
         write_idx(tmp_path / "a.gz", array)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- gzip bombs: bounded by what the header declares --------------------------------------
+
+def gzip_bomb(prefix: bytes, zeros_mib: int) -> bytes:
+    """A valid gzip of `prefix` + `zeros_mib` MiB of zeros, about 1 KiB per MiB.
+
+    After a full flush deflate starts afresh, so one compressed MiB of zeros is repeated.
+    """
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = co.compress(prefix) + co.flush(zlib.Z_FULL_FLUSH)
+    block = co.compress(bytes(1 << 20)) + co.flush(zlib.Z_FULL_FLUSH)
+    crc, zeros = zlib.crc32(prefix), bytes(1 << 20)
+    for _ in range(zeros_mib):
+        crc = zlib.crc32(zeros, crc)
+    size = (len(prefix) + (zeros_mib << 20)) & 0xFFFFFFFF
+    return (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + first + block * zeros_mib
+            + co.flush() + struct.pack("<II", crc, size))
+
+
+@pytest.fixture(scope="module")
+def bomb_2gib() -> bytes:
+    data = gzip_bomb(encode_idx(np.zeros((20, 28, 28), np.uint8)), 2048)
+    assert len(data) < 3 << 20  # a small file ...
+    return data
+
+
+def test_bomb_fixture_really_inflates():
+    data = gzip_bomb(b"abc", 3)
+    assert gzip.decompress(data) == b"abc" + bytes(3 << 20)
+
+
+_MEASURE = """
+import sys
+from tfcnn.core.errors import DatasetError
+from tfcnn.data.idx import read_idx
+
+def peak_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+before = peak_kib()
+try:
+    read_idx(sys.argv[1])
+    print("no error")
+except DatasetError as e:
+    print(e)
+print((peak_kib() - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_gzip_bomb_costs_little_memory_and_gives_one_line(tmp_path, bomb_2gib):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(bomb_2gib)  # ... that decompresses to 2 GiB
+    out = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    message, growth_mib = out[0], int(out[1])
+    assert message == (f"{path}: decompressed content is at least {15696 + (1 << 20)} bytes, "
+                       "but its header (20x28x28 uint8) needs 15696 (at least 1048576 "
+                       "trailing bytes)")
+    assert growth_mib < 200, f"reading a 2 MiB gzip bomb grew the peak memory by {growth_mib} MiB"
+
+
+def test_header_larger_than_allowed_is_refused_before_reading(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip_bomb(b"\x00\x00\x08\x01" + (1 << 31).to_bytes(4, "big"), 4))
+    with pytest.raises(DatasetError) as exc:
+        read_idx(path, max_bytes=10008)
+    assert str(exc.value) == (f"{path}: its header (2147483648 uint8) declares 2147483656 "
+                              "bytes; this file has at most 10008 (not read further)")
+
+
+def test_raw_file_shorter_than_its_header_is_refused_before_reading(tmp_path):
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + b"".join(d.to_bytes(4, "big")
+                                                     for d in (4000000000, 4000, 4000)))
+    with pytest.raises(DatasetError, match=r"file is 16 bytes, but its header .* needs "
+                       r"64000000000000016 \(truncated\)$"):
+        read_idx(path)

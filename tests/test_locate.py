@@ -6,14 +6,20 @@ entry carries the fixtures' own digests; downloads go to a local HTTP server onl
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -83,7 +89,8 @@ class Tiny:
 
 
 def info_for(arrays: dict[str, np.ndarray], tmp: Path, **overrides) -> DatasetInfo:
-    files = tuple(DatasetFile(r, OFFICIAL_FILENAMES[r], sha256_of_idx(arrays[r])) for r in ROLES)
+    files = tuple(DatasetFile(r, OFFICIAL_FILENAMES[r], sha256_of_idx(arrays[r]),
+                              len(encode_idx(arrays[r]))) for r in ROLES)
     base = DatasetInfo(name="tiny", class_names=tuple("0123456789"), files=files,
                        keras_cache="tiny.npz", system_dirs=(str(tmp / "system" / "tiny"),),
                        dir_names=("tiny", "tiny-alias"))
@@ -110,24 +117,67 @@ def assert_same(ds, arrays):
 # --- local places, in order ---------------------------------------------------------------
 
 def test_places_are_tried_in_order(tiny):
-    data_sub = write_folder(tiny.data_dir / "tiny", tiny.arrays)
     env_dir = write_folder(tiny.tmp / "envdata", tiny.arrays)  # files directly in the folder
     tiny.env["TFCNN_DATA_DIR"] = str(env_dir)
     write_npz(tiny.keras_npz, tiny.arrays)
     write_folder(tiny.system_dir, tiny.arrays)
     write_folder(tiny.cache, tiny.arrays)
 
-    expected = [(data_sub, lambda: shutil.rmtree(data_sub)),
-                (env_dir, lambda: tiny.env.pop("TFCNN_DATA_DIR")),
+    expected = [(env_dir, lambda: tiny.env.pop("TFCNN_DATA_DIR")),
                 (tiny.keras_npz, tiny.keras_npz.unlink),
                 (tiny.system_dir, lambda: shutil.rmtree(tiny.system_dir)),
                 (tiny.cache, lambda: None)]
     for place, remove in expected:
-        assert describe_source(tiny.info, tiny.data_dir, env=tiny.env) == str(place)
-        ds = tiny.load(tiny.data_dir)
+        assert describe_source(tiny.info, env=tiny.env) == str(place)
+        ds = tiny.load()
         assert ds.source == str(place)
         assert_same(ds, tiny.arrays)
         remove()
+
+
+def test_an_explicit_data_dir_wins_over_every_other_place(tiny):
+    data_sub = write_folder(tiny.data_dir / "tiny", tiny.arrays)
+    tiny.env["TFCNN_DATA_DIR"] = str(write_folder(tiny.tmp / "envdata", make_arrays(seed=5)))
+    write_folder(tiny.cache, make_arrays(seed=6))
+    assert describe_source(tiny.info, tiny.data_dir, env=tiny.env) == str(data_sub)
+    ds = tiny.load(tiny.data_dir)
+    assert ds.source == str(data_sub)
+    assert_same(ds, tiny.arrays)
+
+
+def test_an_explicit_data_dir_without_the_dataset_fails_on_that_folder(tiny, server):
+    # Good copies elsewhere and a working mirror must not be used: the user named a folder.
+    server.serve("m", tiny.arrays)
+    tiny.env["TFCNN_DATA_DIR"] = str(write_folder(tiny.tmp / "envdata", tiny.arrays))
+    write_folder(tiny.cache, tiny.arrays)
+    empty = tiny.tmp / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError) as exc:
+        tiny.load(empty, mirrors=[server.base("m")])
+    assert str(exc.value) == (
+        f"--data-dir {empty}: holds no copy of tiny (looked in {empty / 'tiny'}, "
+        f"{empty / 'tiny-alias'}, {empty} for the four IDX files ({', '.join(FILENAMES)})). "
+        "Fix: point --data-dir at the folder that holds them, or leave it out to search "
+        "TFCNN_DATA_DIR, the caches and then download")
+    assert server.requests == []
+    assert describe_source(tiny.info, empty, env=tiny.env).startswith(
+        f"not found: --data-dir {empty}: holds no copy of tiny")
+    with pytest.raises(DatasetError, match=rf"^--data-dir {tiny.tmp / 'nope'}: no such folder$"):
+        tiny.load(tiny.tmp / "nope", mirrors=[server.base("m")])
+
+
+def test_a_relative_data_dir_is_resolved_and_its_origin_named(tiny, monkeypatch):
+    write_folder(tiny.data_dir / "tiny", tiny.arrays)
+    monkeypatch.chdir(tiny.tmp)
+    ds = tiny.load("data")
+    assert ds.source == str(tiny.data_dir / "tiny")  # absolute
+    (tiny.data_dir / "tiny" / "train-images-idx3-ubyte.gz").unlink()
+    (tiny.data_dir / "tiny" / "train-labels-idx1-ubyte.gz").unlink()
+    (tiny.data_dir / "tiny" / "t10k-images-idx3-ubyte.gz").unlink()
+    (tiny.data_dir / "tiny" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DatasetError, match=rf"^run/config\.json data_dir {tiny.data_dir}: holds "
+                       r"no copy of tiny .* Fix: point run/config\.json data_dir at"):
+        tiny.load("data", origin="run/config.json data_dir")
 
 
 def test_data_dir_alias_folder_and_uncompressed_files(tiny):
@@ -255,6 +305,9 @@ class Server:
     port: int
     routes: dict[str, tuple[bytes, int | None]] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    # path -> a function writing the response body itself (after the headers)
+    streams: dict[str, Callable[[BinaryIO], None]] = field(default_factory=dict)
+    sent: dict[str, int] = field(default_factory=dict)  # bytes a stream managed to send
 
     def base(self, prefix: str) -> str:
         return f"http://127.0.0.1:{self.port}/{prefix}/"
@@ -272,6 +325,15 @@ def server():
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's naming)
             state.requests.append(self.path)
+            if self.path in state.streams:
+                self.send_response(200)
+                length = state.routes.get(self.path, (b"", None))[1]
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                with contextlib.suppress(OSError):  # the client hung up: what streams expect
+                    state.streams[self.path](self.wfile)
+                return
             if self.path not in state.routes:
                 self.send_error(404)
                 return
@@ -386,10 +448,10 @@ def test_failure_keeps_existing_empty_cache_folder(tiny):
 def test_nothing_local_and_no_network_is_one_line(tiny):
     dead = dead_base()
     with pytest.raises(DatasetError) as exc:
-        tiny.load(tiny.tmp / "a", mirrors=[dead], timeout=5)
+        tiny.load(mirrors=[dead], timeout=5)
     message = str(exc.value)
     home = tiny.tmp / "home"
-    looked = (f"dataset 'tiny' not found; looked in: --data-dir {tiny.tmp / 'a'} (no files), "
+    looked = (f"dataset 'tiny' not found; looked in: "
               f"TFCNN_DATA_DIR (not set), {home}/.keras/datasets/tiny.npz, {tiny.system_dir}, "
               f"{tiny.cache}; download failed (tried {dead}train-images-idx3-ubyte.gz: ")
     assert message.startswith(looked)
@@ -447,3 +509,162 @@ def test_mixed_up_folder_says_whose_file_it_is(shared_datasets_dir, tmp_path):
                        r"mnist's train_images\)$"):
         load_dataset("fashion-mnist", shared_datasets_dir / "mnist",
                      env={"HOME": str(tmp_path)}, download=False)
+
+
+# --- hostile or broken mirrors: bounded size, time and leftovers ---------------------------
+
+def _zeros_forever(limit: int) -> Callable[[BinaryIO], None]:
+    def write(out: BinaryIO) -> None:
+        chunk = bytes(64 << 10)
+        for _ in range(limit // len(chunk)):  # bounded, so a broken client ends too
+            out.write(chunk)
+    return write
+
+
+def test_a_mirror_sending_forever_is_cut_at_the_largest_size_the_file_can_be(tiny, server):
+    server.serve("m", tiny.arrays)
+    path = "/m/train-images-idx3-ubyte.gz"
+    server.streams[path] = _zeros_forever(64 << 20)  # no Content-Length: ends when it likes
+    bound = 15696 + 15696 // 1000 + 4096
+    with pytest.raises(DatasetError, match=rf"tried http://127\.0\.0\.1:\d+{path}: sent more "
+                       rf"than {bound} bytes, the most this file can be; stopped reading\)"):
+        tiny.load(mirrors=[server.base("m")], progress=False)
+    assert list(tiny.xdg.iterdir()) == []
+
+
+def test_a_mirror_announcing_too_much_is_refused_before_reading(tiny, server):
+    server.serve("m", tiny.arrays)
+    path = "/m/t10k-labels-idx1-ubyte.gz"
+    server.routes[path] = (b"", 5 << 30)
+    server.streams[path] = _zeros_forever(1 << 20)
+    with pytest.raises(DatasetError, match=rf"{path}: announces {5 << 30} bytes, more than the "
+                       r"\d+ this file can be"):
+        tiny.load(mirrors=[server.base("m")], progress=False)
+
+
+def test_a_gzip_bomb_from_a_mirror_is_refused(tiny, server):
+    server.serve("m", tiny.arrays)
+    path = "/m/train-images-idx3-ubyte.gz"
+    # Under the download bound, but decompressing to 2 MiB past what its header declares
+    # (a bigger bomb is refused by its size: see the tests above).
+    bomb = gzip.compress(encode_idx(tiny.arrays["train_images"]) + bytes(2 << 20))
+    server.routes[path] = (bomb, None)
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte\.gz: decompressed content "
+                       r"is at least \d+ bytes, but its header \(20x28x28 uint8\) needs 15696 "
+                       r"\(at least 1048576 trailing bytes\)\)"):
+        tiny.load(mirrors=[server.base("m")], progress=False)
+
+
+def test_a_gzip_bomb_in_a_data_dir_is_one_line(tiny):
+    folder = write_folder(tiny.data_dir, tiny.arrays)
+    bomb = folder / "t10k-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(encode_idx(tiny.arrays["test_images"]) + bytes(8 << 20)))
+    with pytest.raises(DatasetError) as exc:
+        tiny.load(tiny.data_dir)
+    assert str(exc.value).startswith(f"{bomb}: decompressed content is at least ")
+    assert "\n" not in str(exc.value)
+
+
+def _trickle(interval: float, limit: int) -> Callable[[BinaryIO], None]:
+    def write(out: BinaryIO) -> None:
+        for _ in range(limit):
+            out.write(b"\x1f")
+            out.flush()
+            time.sleep(interval)
+    return write
+
+
+def test_a_trickling_mirror_meets_the_deadline(tiny, server):
+    server.serve("m", tiny.arrays)
+    path = "/m/train-labels-idx1-ubyte.gz"
+    server.routes[path] = (b"", 30)
+    server.streams[path] = _trickle(0.4, 30)  # 1 byte per 0.4 s: 12 s for the whole file
+    with pytest.raises(DatasetError, match=rf"{path}: too slow: \d bytes in 1\.5 s, the "
+                       r"deadline per file \(TFCNN_DOWNLOAD_DEADLINE sets it\)"):
+        tiny.load(mirrors=[server.base("m")], progress=False, deadline=1.5)
+
+
+def test_the_deadline_comes_from_the_environment(tiny, server):
+    server.serve("m", tiny.arrays)
+    path = "/m/train-images-idx3-ubyte.gz"
+    server.routes[path] = (b"", 30)
+    server.streams[path] = _trickle(0.4, 30)
+    tiny.env["TFCNN_DOWNLOAD_DEADLINE"] = "1"
+    with pytest.raises(DatasetError, match=r"too slow: \d bytes in 1 s"):
+        tiny.load(mirrors=[server.base("m")], progress=False)
+    tiny.env["TFCNN_DOWNLOAD_DEADLINE"] = "soon"
+    with pytest.raises(DatasetError, match=r"^TFCNN_DOWNLOAD_DEADLINE='soon': expected a number "
+                       r"of seconds > 0$"):
+        tiny.load(mirrors=[server.base("m")], progress=False)
+
+
+def test_a_stalled_mirror_hits_the_read_timeout(tiny, server):
+    server.serve("m", tiny.arrays)
+    path = "/m/train-images-idx3-ubyte.gz"
+    release = threading.Event()
+    server.routes[path] = (b"", 100)
+    server.streams[path] = lambda out: release.wait(30)  # headers, then nothing
+    try:
+        with pytest.raises(DatasetError, match=rf"{path}: no data for the read timeout; stopped"):
+            tiny.load(mirrors=[server.base("m")], progress=False, timeout=1)
+    finally:
+        release.set()
+
+
+_KILLED_DOWNLOAD = """
+import json, sys
+from tfcnn.data.locate import load_dataset
+from tfcnn.data.registry import DatasetFile, DatasetInfo
+spec = json.loads(sys.argv[1])
+info = DatasetInfo(name="tiny", class_names=tuple("0123456789"),
+                   files=tuple(DatasetFile(*f) for f in spec["files"]))
+load_dataset(info, env=spec["env"], mirrors=[spec["mirror"]], progress=False)
+"""
+
+
+def _temps(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob(".*") if ".tmp" in p.name) if folder.is_dir() else []
+
+
+def test_a_killed_download_leaves_temp_files_that_the_next_run_removes(tiny, server):
+    import json
+
+    server.serve("m", tiny.arrays)
+    path = "/m/train-labels-idx1-ubyte.gz"
+    release = threading.Event()
+    body, _ = server.routes[path]
+    server.routes[path] = (body, len(body))
+
+    def stall(out: BinaryIO) -> None:
+        out.write(body[:10])
+        out.flush()
+        release.wait(60)
+    server.streams[path] = stall
+    spec = {"files": [[f.role, f.filename, f.sha256, f.size] for f in tiny.info.files],
+            "env": tiny.env, "mirror": server.base("m")}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_DOWNLOAD, json.dumps(spec)])
+    try:
+        for _ in range(600):  # until the second file's download has begun
+            if len(_temps(tiny.cache)) == 2 or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        proc.kill()  # kill -9: no clean-up runs
+    finally:
+        proc.wait()
+        release.set()
+    left = _temps(tiny.cache)
+    assert len(left) == 2 and all(p.name.endswith(f".tmp.{proc.pid}") for p in left)
+    # Another process's download still in progress is left alone, and so is a fresh temp.
+    live = tiny.cache / f".t10k-images-idx3-ubyte.gz.abc.tmp.{os.getpid()}"
+    live.write_bytes(b"x")
+    old = tiny.cache / ".t10k-labels-idx1-ubyte.gz.def.tmp"  # no process id: by its age
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 86400, time.time() - 86400))
+
+    del server.streams[path]
+    server.routes[path] = (body, None)
+    ds = tiny.load(mirrors=[server.base("m")], progress=False)
+    assert_same(ds, tiny.arrays)
+    assert _temps(tiny.cache) == [live]
+    assert sorted(p.name for p in tiny.cache.iterdir() if not p.name.startswith(".")) == sorted(
+        FILENAMES)

@@ -20,14 +20,16 @@ from tfcnn.data.registry import (
 
 
 def test_names_and_aliases():
-    assert dataset_names() == ["mnist", "fashion_mnist"]
+    assert dataset_names() == ["mnist", "fashion_mnist", "cifar10"]
     assert get_dataset_info("fashion-mnist") is get_dataset_info("fashion_mnist")
+    assert get_dataset_info("CIFAR-10") is get_dataset_info("cifar10")
     assert get_dataset_info(" MNIST ").name == "mnist"
 
 
 def test_unknown_name_lists_known_ones():
     with pytest.raises(DatasetError, match=r"'cifar' is unknown; expected one of: mnist, "
-                       r"fashion_mnist \(aliases: fashion-mnist for fashion_mnist\)"):
+                       r"fashion_mnist, cifar10 \(aliases: fashion-mnist for fashion_mnist, "
+                       r"cifar-10 for cifar10\)"):
         get_dataset_info("cifar")
 
 
@@ -61,13 +63,42 @@ def test_entries_are_frozen():
 
 
 def test_digests_are_distinct_and_identifiable():
-    digests = {(i.name, f.role): f.sha256 for i in map(get_dataset_info, dataset_names())
-               for f in i.files}
-    assert len(set(digests.values())) == 8
-    for key, digest in digests.items():
+    digests = {(i.name, f.filename): (f.sha256, f.role)
+               for i in map(get_dataset_info, dataset_names()) for f in i.files}
+    assert len({d for d, _ in digests.values()}) == 8 + 6
+    for (name, _), (digest, role) in digests.items():
         assert len(digest) == 64 and int(digest, 16) >= 0
-        assert identify_digest(digest) == key
+        assert identify_digest(digest) == (name, role)
     assert identify_digest("0" * 64) is None
+
+
+def test_cifar10_entry():
+    info = get_dataset_info("cifar10")
+    assert info.class_names == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                "horse", "ship", "truck")
+    assert info.image_shape == (32, 32, 3) and info.format == "cifar"
+    assert info.archive is not None and info.archive.filename == "cifar-10-binary.tar.gz"
+    assert info.archive.size == 170052171 and len(info.archive.sha256) == 64
+    assert [(f.role, f.filename) for f in info.files] == (
+        [("train", f"data_batch_{i}.bin") for i in range(1, 6)] + [("test", "test_batch.bin")])
+    # 10,000 records of 1 label byte + 32 x 32 x 3 pixel bytes per batch file
+    assert {f.size for f in info.files} == {10000 * 3073}
+    assert info.keras_cache == "cifar-10-batches-bin"
+    assert all(m.startswith("https://") and m.endswith("/") for m in info.mirrors)
+
+
+def test_idx_entries_know_their_decompressed_sizes():
+    for name in ("mnist", "fashion_mnist"):
+        sizes = {f.role: f.size for f in get_dataset_info(name).files}
+        assert sizes == {"train_images": 47040016, "train_labels": 60008,
+                         "test_images": 7840016, "test_labels": 10008}
+
+
+def test_check_array_for_colour_images():
+    info = get_dataset_info("cifar10")
+    check_array(info, "train_images", np.zeros((2, 32, 32, 3), np.uint8), "x")
+    with pytest.raises(DatasetError, match=r"expected uint8 images of shape \(N, 32, 32, 3\)"):
+        check_array(info, "train_images", np.zeros((2, 32, 32), np.uint8), "x")
 
 
 def test_file_with_unknown_role():
@@ -79,8 +110,10 @@ def test_file_with_unknown_role():
 def test_digests_match_the_real_files(shared_datasets_dir, name):
     info = get_dataset_info(name)
     for f in info.files:
-        _, digest = read_idx_with_sha256(shared_datasets_dir / name / f.filename)
+        arr, digest = read_idx_with_sha256(shared_datasets_dir / name / f.filename,
+                                           max_bytes=f.size)
         assert digest == f.sha256, f.filename
+        assert 8 + arr.size * arr.itemsize + 4 * (arr.ndim - 1) == f.size
 
 
 def test_check_array_and_splits():

@@ -3,17 +3,20 @@
 An IDX file is: two zero bytes, a type code, the number of dimensions, one big-endian
 uint32 per dimension, then the items, big-endian, row-major. Files may be gzipped;
 gzip is recognised by its magic bytes, so a gunzipped file under a `.gz` name (or the
-reverse) still reads.
+reverse) still reads. Reading streams the decompression and stops at the size the header
+declares, so a small gzip bomb cannot cost more memory than the file it claims to be.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 import zlib
 from types import MappingProxyType
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,6 +24,11 @@ from tfcnn.core.errors import DatasetError
 from tfcnn.core.fsutil import atomic_write_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_ERRORS = (OSError, EOFError, zlib.error)
+_CHUNK = 1 << 20
+# Trailing bytes are counted up to this many, then reported as "at least": a bomb's excess
+# is never decompressed in full.
+_TRAILING_PROBE = 1 << 20
 
 # Type code -> big-endian item dtype, as the IDX format defines them.
 IDX_TYPES = MappingProxyType({
@@ -40,81 +48,153 @@ def _shape_text(shape: tuple[int, ...], dtype: np.dtype) -> str:
     return "x".join(str(d) for d in shape) + " " + dtype.newbyteorder("=").name
 
 
-def gunzip_if_gzip(data: bytes, source: str) -> bytes:
-    """Return `data` decompressed when it starts with the gzip magic, else unchanged.
-
-    Raises DatasetError naming `source` when the gzip stream is corrupt or cut short.
-    """
-    if not data.startswith(GZIP_MAGIC):
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as e:
-        # EOFError is what a download cut mid-stream looks like.
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise DatasetError(f"{source}: corrupt or truncated gzip data ({reason})") from e
+def _gzip_error(source: str, e: BaseException) -> DatasetError:
+    # EOFError is what a download cut mid-stream looks like.
+    reason = " ".join(str(e).split()) or type(e).__name__
+    return DatasetError(f"{source}: corrupt or truncated gzip data ({reason})")
 
 
-def decode_idx(data: bytes, source: str) -> np.ndarray:
-    """Decode IDX file content (gzipped or raw) into an array in native byte order.
+class _Content:
+    """The decompressed content of an IDX file, read in bounded pieces."""
 
-    `source` names the file in error messages. Every inconsistency between the header
-    and the content length raises DatasetError.
-    """
-    raw = gunzip_if_gzip(data, source)
-    what = "decompressed content" if raw is not data else "file"
-    if len(raw) < 4:
-        raise DatasetError(f"{source}: {what} is {len(raw)} bytes, too short for an IDX header "
-                           "(at least 4 bytes)")
-    if raw[0] != 0 or raw[1] != 0:
-        raise DatasetError(f"{source}: not an IDX file (starts with {raw[:4].hex(' ')}; "
+    def __init__(self, stream: BinaryIO, source: str, size: int | None) -> None:
+        self.gz = stream.read(2) == GZIP_MAGIC
+        stream.seek(0)
+        self.stream: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if self.gz else stream
+        self.source = source
+        self.size = size  # bytes of a raw file (None for gzip: unknown until read)
+        self.what = "decompressed content" if self.gz else "file"
+
+    def read(self, n: int) -> bytes:
+        """Up to `n` bytes (fewer only at the end of the content)."""
+        parts, left = [], n
+        while left > 0:
+            chunk = self._call(self.stream.read, left)
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
+
+    def read_into(self, buf: memoryview) -> int:
+        """Fill `buf` from the stream; the number of bytes read (short only at the end)."""
+        done = 0
+        while done < len(buf):
+            got = self._call(self.stream.readinto, buf[done:done + _CHUNK])
+            if not got:
+                break
+            done += got
+        return done
+
+    def _call(self, fn, arg):  # noqa: ANN001, ANN202 (read or readinto)
+        try:
+            return fn(arg)
+        except _GZIP_ERRORS as e:
+            if self.gz:
+                raise _gzip_error(self.source, e) from e
+            raise DatasetError(f"{self.source}: cannot read ({e})") from e
+
+    def too_short(self, have: int, needed: str) -> DatasetError:
+        return DatasetError(f"{self.source}: {self.what} is {have} bytes, too short for an "
+                            f"IDX header{needed}")
+
+
+def _read_header(content: _Content) -> tuple[bytes, tuple[int, ...], np.dtype]:
+    head = content.read(4)
+    source = content.source
+    if len(head) < 4:
+        raise content.too_short(len(head), " (at least 4 bytes)")
+    if head[0] != 0 or head[1] != 0:
+        raise DatasetError(f"{source}: not an IDX file (starts with {head.hex(' ')}; "
                            "expected 00 00, a type code and the number of dimensions)")
-    code, ndim = raw[2], raw[3]
+    code, ndim = head[2], head[3]
     if code not in IDX_TYPES:
         raise DatasetError(f"{source}: unknown IDX type code 0x{code:02X} "
                            f"(expected one of {_KNOWN_TYPES})")
     if ndim < 1:
         raise DatasetError(f"{source}: IDX header declares 0 dimensions (expected at least 1)")
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise DatasetError(f"{source}: {what} is {len(raw)} bytes, too short for an IDX header "
-                           f"with {ndim} dimensions ({header_len} bytes)")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = IDX_TYPES[code]
-    count = math.prod(shape)
-    expected = header_len + count * dtype.itemsize
-    if len(raw) != expected:
-        problem = "truncated" if len(raw) < expected else f"{len(raw) - expected} trailing bytes"
-        raise DatasetError(f"{source}: {what} is {len(raw)} bytes, but its header "
-                           f"({_shape_text(shape, dtype)}) needs {expected} ({problem})")
-    items = np.frombuffer(raw, dtype=dtype, count=count, offset=header_len)
-    # astype copies, which also makes the array writeable and drops the bytes buffer.
-    return items.astype(dtype.newbyteorder("=")).reshape(shape)
+    dims = content.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise content.too_short(4 + len(dims), f" with {ndim} dimensions ({4 + 4 * ndim} bytes)")
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    return head + dims, shape, IDX_TYPES[code]
 
 
-def read_idx_content(path: str | os.PathLike[str]) -> bytes:
-    """Read a file and return its decompressed IDX content (gzip detected by magic bytes)."""
-    source = os.fspath(path)
+def _mismatch(content: _Content, have: str, shape: tuple[int, ...], dtype: np.dtype,
+              expected: int, problem: str) -> DatasetError:
+    return DatasetError(f"{content.source}: {content.what} is {have} bytes, but its header "
+                        f"({_shape_text(shape, dtype)}) needs {expected} ({problem})")
+
+
+def _read_content(content: _Content, max_bytes: int | None) -> tuple[np.ndarray, str]:
+    """Decode the IDX content of `content`; never reads past what its header declares.
+
+    A gzip bomb costs at most the declared size (and `max_bytes` bounds that) plus
+    _TRAILING_PROBE: its excess is refused without being decompressed.
+    """
+    header, shape, dtype = _read_header(content)
+    nbytes = math.prod(shape) * dtype.itemsize
+    expected = len(header) + nbytes
+    if max_bytes is not None and expected > max_bytes:
+        raise DatasetError(f"{content.source}: its header ({_shape_text(shape, dtype)}) "
+                           f"declares {expected} bytes; this file has at most {max_bytes} "
+                           "(not read further)")
+    if content.size is not None and content.size < expected:  # a raw file: known length
+        raise _mismatch(content, str(content.size), shape, dtype, expected, "truncated")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise DatasetError(f"{source}: cannot read ({e.strerror or e})") from e
-    return gunzip_if_gzip(data, source)
+        items = np.empty(nbytes, dtype=np.uint8)
+    except (MemoryError, ValueError) as e:
+        raise DatasetError(f"{content.source}: its header ({_shape_text(shape, dtype)}) "
+                           f"declares {expected} bytes, more than this machine can hold") from e
+    got = content.read_into(memoryview(items))
+    if got < nbytes:
+        raise _mismatch(content, str(len(header) + got), shape, dtype, expected, "truncated")
+    extra = len(content.read(_TRAILING_PROBE))
+    if extra:
+        at_least = "at least " if extra == _TRAILING_PROBE else ""
+        raise _mismatch(content, f"{at_least}{expected + extra}", shape, dtype, expected,
+                        f"{at_least}{extra} trailing bytes")
+    digest = hashlib.sha256(header)
+    digest.update(items)
+    # astype copies only when the byte order must change (uint8 stays as read).
+    array = items.view(dtype).astype(dtype.newbyteorder("="), copy=False).reshape(shape)
+    return array, digest.hexdigest()
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX file (gzipped or raw) into a native-byte-order array."""
-    return decode_idx(read_idx_content(path), os.fspath(path))
+def decode_idx(data: bytes, source: str, max_bytes: int | None = None) -> np.ndarray:
+    """Decode IDX file content (gzipped or raw) into an array in native byte order.
+
+    `source` names the file in error messages. Every inconsistency between the header
+    and the content length raises DatasetError; content larger than `max_bytes` (after
+    decompression) is refused from its header alone.
+    """
+    stream = io.BytesIO(data)
+    return _read_content(_Content(stream, source, None), max_bytes)[0]
 
 
-def read_idx_with_sha256(path: str | os.PathLike[str]) -> tuple[np.ndarray, str]:
+def read_idx_with_sha256(path: str | os.PathLike[str], max_bytes: int | None = None,
+                         source: str | None = None) -> tuple[np.ndarray, str]:
     """Read an IDX file and return (array, SHA-256 hex of its decompressed content).
 
-    Decompresses once; this is what dataset verification uses.
+    Decompresses once, as a stream, stopping where the header says the content ends
+    (a gzip bomb is refused after at most `max_bytes` + 1 MiB); this is what dataset
+    verification uses. Messages name `source` (default: the path).
     """
-    raw = read_idx_content(path)
-    return decode_idx(raw, os.fspath(path)), hashlib.sha256(raw).hexdigest()
+    source = os.fspath(path) if source is None else source
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            content = _Content(f, source, size)
+            if content.gz:
+                content.size = None
+            return _read_content(content, max_bytes)
+    except OSError as e:
+        raise DatasetError(f"{source}: cannot read ({e.strerror or e})") from e
+
+
+def read_idx(path: str | os.PathLike[str], max_bytes: int | None = None) -> np.ndarray:
+    """Read an IDX file (gzipped or raw) into a native-byte-order array."""
+    return read_idx_with_sha256(path, max_bytes)[0]
 
 
 def _header_and_items(array: np.ndarray) -> tuple[bytes, np.ndarray]:

@@ -1,10 +1,13 @@
-"""Where a dataset comes from: data dirs, Keras's cache, system copies, tfcnn's cache, a download.
+"""Where a dataset comes from: a data dir, else Keras's cache, system copies, our cache, a download.
 
-Places are tried in a fixed order; the first that holds any of the dataset's files wins
-and its copy is then fully verified (IDX structure, SHA-256, dtype and shape, counts,
-label range). A problem there raises DatasetError rather than moving on, so a corrupt
-local copy is never silently passed over. Downloads reach tfcnn's cache only after all
-four files have been verified; a failed download leaves nothing behind.
+An explicit data dir (`--data-dir`, a run's config.json) is the only place looked in:
+a folder without the dataset is an error naming it. Without one, places are tried in a
+fixed order; the first that holds any of the dataset's files wins and its copy is then
+fully verified (IDX structure, SHA-256, dtype and shape, counts, label range). A problem
+there raises DatasetError rather than moving on, so a corrupt local copy is never
+silently passed over. Downloads reach tfcnn's cache only after all files have been
+verified; a failed download leaves nothing behind, and one that was killed is cleaned
+up by the next run.
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from tfcnn.core.errors import DatasetError
-from tfcnn.data.download import download_dataset, mirror_list, one_line
+from tfcnn.data import cifar
+from tfcnn.data.download import (
+    Limits,
+    clean_stale_temps,
+    deadline_from_env,
+    download_dataset,
+    mirror_list,
+    one_line,
+)
 from tfcnn.data.idx import read_idx_with_sha256, sha256_of_idx
 from tfcnn.data.registry import (
     NPZ_KEYS,
@@ -35,7 +46,7 @@ from tfcnn.data.registry import (
 
 @dataclass(frozen=True)
 class LoadedDataset:
-    """A verified dataset in memory: uint8 images (N, H, W) and uint8 labels (N,)."""
+    """A verified dataset in memory: uint8 images (N, H, W) or (N, H, W, C), uint8 labels (N,)."""
 
     name: str
     x_train: np.ndarray
@@ -96,22 +107,56 @@ def _find_file(folder: Path, f: DatasetFile) -> Path | None:
     return None
 
 
+def _copy_in(folder: Path, info: DatasetInfo) -> Path | None:
+    """What `folder` holds of the dataset: itself (IDX files), or CIFAR's archive or folder."""
+    if info.format == "cifar":
+        return cifar.find_copy(folder, info)
+    return folder if any(_find_file(folder, f) is not None for f in info.files) else None
+
+
 def _has_files(folder: Path, info: DatasetInfo) -> bool:
-    return any(_find_file(folder, f) is not None for f in info.files)
+    return _copy_in(folder, info) is not None
+
+
+def _data_dir_folders(root: Path, info: DatasetInfo) -> list[Path]:
+    return [root / d for d in info.dir_names] + [root]
 
 
 def _data_dir_place(label: str, root: Path, info: DatasetInfo) -> _Place:
-    for folder in [root / d for d in info.dir_names] + [root]:
-        if _has_files(folder, info):
-            return _Place(label, folder, True)
+    for folder in _data_dir_folders(root, info):
+        copy = _copy_in(folder, info)
+        if copy is not None:
+            return _Place(label, copy, True)
     return _Place(f"{label} (no files)", root, False)
 
 
+def _expected_files(info: DatasetInfo) -> str:
+    if info.format == "cifar" and info.archive is not None:
+        return f"{info.archive.filename} or its extracted {info.archive_dir}/ folder"
+    return f"the four IDX files ({', '.join(f.filename for f in info.files)})"
+
+
+def _explicit_place(info: DatasetInfo, data_dir: str | os.PathLike[str], origin: str) -> _Place:
+    root = Path(os.path.abspath(os.path.expanduser(os.fspath(data_dir))))
+    label = f"{origin} {root}"
+    if not root.is_dir():
+        raise DatasetError(f"{label}: no such folder")
+    place = _data_dir_place(label, root, info)
+    if not place.found:
+        looked = ", ".join(str(p) for p in _data_dir_folders(root, info))
+        raise DatasetError(f"{label}: holds no copy of {info.name} (looked in {looked} for "
+                           f"{_expected_files(info)}). Fix: point {origin} at the folder that "
+                           "holds them, or leave it out to search TFCNN_DATA_DIR, the caches "
+                           "and then download")
+    return place
+
+
 def _places(info: DatasetInfo, data_dir: str | os.PathLike[str] | None,
-            env: Mapping[str, str]) -> list[_Place]:
-    places = []
+            env: Mapping[str, str], origin: str = "--data-dir") -> list[_Place]:
     if data_dir is not None:
-        places.append(_data_dir_place(f"--data-dir {os.fspath(data_dir)}", Path(data_dir), info))
+        # A folder the user named is the only place: never fall through to a download.
+        return [_explicit_place(info, data_dir, origin)]
+    places = []
     env_dir = env.get("TFCNN_DATA_DIR")
     if env_dir:
         places.append(_data_dir_place(f"TFCNN_DATA_DIR={env_dir}", Path(env_dir), info))
@@ -122,12 +167,17 @@ def _places(info: DatasetInfo, data_dir: str | os.PathLike[str] | None,
         if path.suffix == ".npz":
             places.append(_Place(str(path), path, path.is_file(), npz=True))
         else:
-            places.append(_Place(str(path), path, _has_files(path, info)))
+            places.append(_folder_place(str(path), path, info))
     for d in info.system_dirs:
-        places.append(_Place(d, Path(d), _has_files(Path(d), info)))
+        places.append(_folder_place(d, Path(d), info))
     cache = tfcnn_cache_dir(env) / info.name
-    places.append(_Place(str(cache), cache, _has_files(cache, info)))
+    places.append(_folder_place(str(cache), cache, info))
     return places
+
+
+def _folder_place(label: str, folder: Path, info: DatasetInfo) -> _Place:
+    copy = _copy_in(folder, info)
+    return _Place(label, folder if copy is None else copy, copy is not None)
 
 
 def _check_digest(actual: str, f: DatasetFile, source: str) -> None:
@@ -183,53 +233,77 @@ def _loaded(info: DatasetInfo, arrays: Mapping[str, np.ndarray], source: str) ->
                          source=source)
 
 
+def _load_place(place: _Place, info: DatasetInfo) -> dict[str, np.ndarray]:
+    assert place.path is not None
+    if info.format == "cifar":
+        return cifar.load_copy(place.path, info)
+    return _load_npz(place.path, info) if place.npz else _load_folder(place.path, info)
+
+
+def _download(info: DatasetInfo, cache: Path, urls: Sequence[str], limits: Limits,
+              progress: bool) -> dict[str, np.ndarray]:
+    if info.format == "cifar":
+        return cifar.download_cifar(info, cache, urls, limits, progress)
+    return download_dataset(info, cache, urls, limits, progress)
+
+
 def load_dataset(name: str | DatasetInfo, data_dir: str | os.PathLike[str] | None = None, *,
                  env: Mapping[str, str] | None = None, download: bool = True,
                  mirrors: Sequence[str] | None = None, progress: bool = True,
-                 timeout: float = 30.0) -> LoadedDataset:
-    """Find, verify and load a dataset; the first place holding any of its files wins.
+                 timeout: float = 30.0, deadline: float | None = None,
+                 origin: str = "--data-dir") -> LoadedDataset:
+    """Find, verify and load a dataset.
 
-    Order: `data_dir`, `$TFCNN_DATA_DIR`, Keras's cache, system copies, tfcnn's cache,
-    then a download into tfcnn's cache (mirrors: `mirrors`, else `$TFCNN_MIRRORS`, else
-    the registry's). `env` stands in for os.environ throughout.
+    With `data_dir`, only that folder (or its sub-folder named after the dataset) is
+    used; messages name it as `origin` (the flag or config field it came from) with its
+    absolute path. Without it, the first of these holding any of the dataset's files
+    wins: `$TFCNN_DATA_DIR`, Keras's cache, system copies, tfcnn's cache, then a download
+    into tfcnn's cache (mirrors: `mirrors`, else `$TFCNN_MIRRORS`, else the registry's;
+    each file within `deadline` seconds, else `$TFCNN_DOWNLOAD_DEADLINE`, else one from
+    its size; no read waiting over `timeout`). `env` stands in for os.environ throughout.
     """
     info = _resolve(name)
     env = os.environ if env is None else env
     cache = tfcnn_cache_dir(env) / info.name
-    places = _places(info, data_dir, env)
+    clean_stale_temps(cache)
+    limits = Limits(timeout, deadline if deadline is not None else deadline_from_env(env))
+    places = _places(info, data_dir, env, origin)
     for place in places:
         if not place.found or place.path is None:
             continue
         try:
-            arrays = _load_npz(place.path, info) if place.npz else _load_folder(place.path, info)
+            arrays = _load_place(place, info)
         except DatasetError as e:
-            if place.path != cache:
+            if not place.path.is_relative_to(cache):
                 raise
             raise DatasetError(f"{e}; delete {cache} to download it again") from e
         return _loaded(info, arrays, str(place.path))
     if download:
         try:
             urls = mirror_list(info, env, mirrors)
-            arrays = download_dataset(info, cache, urls, timeout, progress)
+            arrays = _download(info, cache, urls, limits, progress)
             return _loaded(info, arrays, f"download -> {cache}")
         except DatasetError as e:
             outcome = f"download failed ({e})"
     else:
         outcome = "download disabled"
-    files = ", ".join(f.filename for f in info.files)
     raise DatasetError(f"dataset {info.name!r} not found; looked in: "
                        f"{', '.join(p.label for p in places)}; {outcome}. Fix: pass --data-dir "
-                       f"DIR with the four IDX files ({files}), or set TFCNN_DATA_DIR, or "
+                       f"DIR with {_expected_files(info)}, or set TFCNN_DATA_DIR, or "
                        "connect to the internet.")
 
 
 def describe_source(name: str | DatasetInfo, data_dir: str | os.PathLike[str] | None = None,
                     *, env: Mapping[str, str] | None = None,
-                    mirrors: Sequence[str] | None = None) -> str:
+                    mirrors: Sequence[str] | None = None, origin: str = "--data-dir") -> str:
     """Where `load_dataset` would load from; checks only that files exist (no download)."""
     info = _resolve(name)
     env = os.environ if env is None else env
-    for place in _places(info, data_dir, env):
+    try:
+        places = _places(info, data_dir, env, origin)
+    except DatasetError as e:  # an explicit folder without the dataset
+        return f"not found: {e}"
+    for place in places:
         if place.found:
             return str(place.path)
     cache = tfcnn_cache_dir(env) / info.name

@@ -1,8 +1,10 @@
 """The known datasets: files and digests, class names, mirrors, where copies live, valid shapes.
 
-Digests are SHA-256 of the *decompressed* IDX content, so they hold for any gzip
-repacking of the files (Debian's, our shared copies) and for Keras's mnist.npz arrays
-re-encoded as IDX (see `idx.sha256_of_idx`).
+IDX datasets (MNIST, Fashion-MNIST): digests are SHA-256 of the *decompressed* IDX
+content, so they hold for any gzip repacking of the files (Debian's, our shared copies)
+and for Keras's mnist.npz arrays re-encoded as IDX (see `idx.sha256_of_idx`).
+CIFAR-10 (format "cifar"): one archive with its own SHA-256, holding batch files that
+each carry theirs, so an extracted copy is verified as well as the archive.
 """
 
 from __future__ import annotations
@@ -38,11 +40,16 @@ OFFICIAL_FILENAMES = MappingProxyType({
 
 @dataclass(frozen=True)
 class DatasetFile:
-    """One file of a dataset: its role, official file name and SHA-256 of its IDX content."""
+    """One file of a dataset: its role, official file name, SHA-256 and size of its content.
+
+    For a gzipped IDX file both describe the decompressed content; `size` (bytes, None
+    when unknown) bounds what a reader decompresses and what a download may send.
+    """
 
     role: str
     filename: str
     sha256: str
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,9 @@ class DatasetInfo:
     holding x_train/y_train/x_test/y_test, or a folder holding the four IDX files;
     None when Keras keeps no copy. `system_dirs` are folders holding the four files
     (distribution packages); `dir_names` are the sub-folder names accepted inside a
-    data dir.
+    data dir. `format` is "idx" (the four IDX files in ROLES) or "cifar" (`archive`, a
+    .tar.gz downloaded from the mirrors, holding `files`, CIFAR binary batches whose
+    roles are "train" or "test", inside its folder `archive_dir`).
     """
 
     name: str
@@ -63,7 +72,10 @@ class DatasetInfo:
     keras_cache: str | None = None
     system_dirs: tuple[str, ...] = ()
     dir_names: tuple[str, ...] = ()
-    image_shape: tuple[int, int] = (28, 28)
+    image_shape: tuple[int, ...] = (28, 28)
+    format: str = "idx"
+    archive: DatasetFile | None = None
+    archive_dir: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -78,8 +90,18 @@ class DatasetInfo:
                            f"(expected one of {', '.join(ROLES)})")
 
 
+# Decompressed sizes of the official IDX files (header + items), the same for both datasets.
+_IDX_SIZES = MappingProxyType({
+    "train_images": 16 + 60000 * 28 * 28,
+    "train_labels": 8 + 60000,
+    "test_images": 16 + 10000 * 28 * 28,
+    "test_labels": 8 + 10000,
+})
+
+
 def _files(digests: dict[str, str]) -> tuple[DatasetFile, ...]:
-    return tuple(DatasetFile(role, OFFICIAL_FILENAMES[role], digests[role]) for role in ROLES)
+    return tuple(DatasetFile(role, OFFICIAL_FILENAMES[role], digests[role], _IDX_SIZES[role])
+                 for role in ROLES)
 
 
 _MNIST = DatasetInfo(
@@ -120,8 +142,42 @@ _FASHION_MNIST = DatasetInfo(
     dir_names=("fashion_mnist", "fashion-mnist"),
 )
 
-_REGISTRY = MappingProxyType({info.name: info for info in (_MNIST, _FASHION_MNIST)})
-_ALIASES = MappingProxyType({"fashion-mnist": "fashion_mnist"})
+# CIFAR-10's binary version: 10,000 records of 1 label byte + 3,072 pixel bytes per batch.
+# Archive size and SHA-256: TensorFlow Datasets' url_checksums/cifar10.txt; the batch
+# files' SHA-256: ankane/torchvision-ruby lib/torchvision/datasets/cifar10.rb.
+CIFAR_BATCH_BYTES = 10000 * (1 + 32 * 32 * 3)
+_CIFAR10 = DatasetInfo(
+    name="cifar10",
+    class_names=("airplane", "automobile", "bird", "cat", "deer",
+                 "dog", "frog", "horse", "ship", "truck"),
+    files=tuple(DatasetFile(role, name, digest, CIFAR_BATCH_BYTES) for role, name, digest in (
+        ("train", "data_batch_1.bin",
+         "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5"),
+        ("train", "data_batch_2.bin",
+         "a591ca11fa1708a91ee40f54b3da4784ccd871ecf2137de63f51ada8b3fa57ed"),
+        ("train", "data_batch_3.bin",
+         "bbe8596564c0f86427f876058170b84dac6670ddf06d79402899d93ceea26f67"),
+        ("train", "data_batch_4.bin",
+         "014e562d6e23c72197cc727519169a60359f5eccd8945ad5a09d710285ff4e48"),
+        ("train", "data_batch_5.bin",
+         "755304fc0b379caeae8c14f0dac912fbc7d6cd469eb67a1029a08a39453a9add"),
+        ("test", "test_batch.bin",
+         "8e2eb146ae340b09e24670f29cabc6326dba54da8789dab6768acf480273f65b"),
+    )),
+    mirrors=("https://www.cs.toronto.edu/~kriz/",),
+    # A folder of the extracted batches (or the archive itself) in Keras's datasets folder.
+    keras_cache="cifar-10-batches-bin",
+    dir_names=("cifar10", "cifar-10", "cifar-10-batches-bin"),
+    image_shape=(32, 32, 3),
+    format="cifar",
+    archive=DatasetFile("archive", "cifar-10-binary.tar.gz",
+                        "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+                        170052171),
+    archive_dir="cifar-10-batches-bin",
+)
+
+_REGISTRY = MappingProxyType({info.name: info for info in (_MNIST, _FASHION_MNIST, _CIFAR10)})
+_ALIASES = MappingProxyType({"fashion-mnist": "fashion_mnist", "cifar-10": "cifar10"})
 
 
 def dataset_names() -> list[str]:
@@ -156,7 +212,7 @@ def identify_digest(sha256: str) -> tuple[str, str] | None:
 def check_array(info: DatasetInfo, role: str, arr: np.ndarray, source: str) -> None:
     """Raise DatasetError naming `source` unless `arr` has the dtype and shape of `role`."""
     if role.endswith("_images"):
-        ok = arr.ndim == 3 and tuple(arr.shape[1:]) == tuple(info.image_shape)
+        ok = tuple(arr.shape[1:]) == tuple(info.image_shape)
         expected = f"uint8 images of shape (N, {', '.join(map(str, info.image_shape))})"
     else:
         ok, expected = arr.ndim == 1, "uint8 labels of shape (N,)"
