@@ -38,8 +38,9 @@ FORMATS_TEXT = "PNG, JPEG, BMP, GIF or WebP"
 MB = 1 << 20
 # What one decode may allocate for its pixels: 16 Mpx in colour (4032×3024, a 12 Mpx phone
 # photo, is 47 MB), 64 Mpx grey, 32 Mpx 16-bit grey; JPEGs up to 8× those sides via DCT
-# scaling. Converting the image for a model costs at most a few times this again (measured
-# in tests/test_images_limits.py: under 400 MB of process growth for an image at the cap).
+# scaling. Measured (tests/test_images_decode.py): an RGBA PNG at the cap grows the process
+# by 146 MB on its way to a model input; issue 20's 16-bit 9400×9400 PNG is refused for
+# 2.4 MB, where decoding it took 2.3 GB.
 MAX_DECODE_BYTES = 64 * MB
 _JPEG_SCALES = (1, 2, 4, 8)
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
@@ -68,17 +69,23 @@ def decode_cost(size: tuple[int, int], mode: str) -> int:
     return size[0] * size[1] * bytes_per_pixel(mode)
 
 
-def load_image(source: str | os.PathLike[str] | BinaryIO, name: str | None = None, *,
+Source = str | bytes | os.PathLike[str] | BinaryIO
+
+
+def load_image(source: Source, name: str | None = None, *,
                min_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode a PNG, JPEG, BMP, GIF or WebP image fully (first frame), upright per its EXIF.
 
-    `source` is a path or a binary file object; `name` is what error messages call it
-    (default: the path). `min_size` (height, width), when given, lets a JPEG decode at 1/2,
-    1/4 or 1/8 scale as long as both sides stay at least the larger of the two (EXIF may
-    swap them). Raises `ImageError` (one line naming the file) for anything it cannot use,
-    and `ImageTooLarge` for an image over `MAX_DECODE_BYTES` or Pillow's
-    `Image.MAX_IMAGE_PIXELS`, before decoding its pixels.
+    `source` is a path (`str`, `bytes` as `tf.numpy_function` passes it, or `PathLike`) or
+    a binary file object (for image data in memory, `load_bytes`); `name` is what error
+    messages call it (default: the path). `min_size` (height, width), when given, lets a
+    JPEG decode at 1/2, 1/4 or 1/8 scale as long as both sides stay at least the larger of
+    the two (EXIF may swap them). Raises `ImageError` (one line naming the file) for
+    anything it cannot use, and `ImageTooLarge` for an image over `MAX_DECODE_BYTES` or
+    Pillow's `Image.MAX_IMAGE_PIXELS`, before decoding its pixels.
     """
+    if isinstance(source, bytes):  # a path from tf.numpy_function, not image data
+        source = os.fsdecode(source)
     is_path = isinstance(source, str | os.PathLike)
     label = name or (os.fspath(source) if is_path else "image")
     if not is_path:
@@ -207,9 +214,10 @@ def flatten(image: Image.Image, mode: str) -> Image.Image:
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         image.mode in ("P", "L", "RGB", "1") and "transparency" in image.info)
     if has_alpha:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
+        # Pasted through its alpha onto white: one RGB copy, where alpha_composite made three.
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, (255, 255, 255))
+        image.paste(rgba, mask=rgba.getchannel("A"))
     elif image.mode not in ("1", "L", "P", "RGB", mode):
         image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV: via RGB, a known path to L
     return image if image.mode == mode else image.convert(mode)

@@ -24,12 +24,12 @@ the server):
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from tfcnn.images.decode import ImageError, flatten, load_image
+from tfcnn.images.decode import ImageError, Source, flatten, load_image
 from tfcnn.images.digits import mnist_style
 
 PREPROCESSINGS = ("mnist", "scale")
@@ -58,17 +58,18 @@ def resize_only(image: Image.Image, height: int, width: int, channels: int) -> n
     return to_pixels(image, height, width, channels).astype(np.float32) / _SCALE
 
 
-def decode_for_model(source: str | os.PathLike[str] | BinaryIO, height: int, width: int,
-                     channels: int, name: str | None = None) -> np.ndarray:
+def decode_for_model(source: Source, height: int, width: int, channels: int,
+                     name: str | None = None) -> np.ndarray:
     """A file's uint8 H×W×C pixels as a folder-trained model sees them (see module doc).
 
     Raises `ImageError` (`ImageTooLarge` included) naming the file for anything unusable.
     """
+    _check_channels(channels)
     image = load_image(source, name, min_size=(height, width))
     return _converted(lambda: to_pixels(image, height, width, channels), source, name)
 
 
-def model_input(source: str | os.PathLike[str] | BinaryIO, preprocessing: str,
+def model_input(source: Source, preprocessing: str,
                 image_shape: tuple[int, int, int], preprocess: bool = True,
                 name: str | None = None) -> np.ndarray:
     """A file's (or a binary file object's) H×W×C float32 model input in [0, 1].
@@ -89,7 +90,7 @@ def _converted(convert: Any, source: object, name: str | None) -> np.ndarray:
     try:
         return convert()
     except (OSError, ValueError) as exc:  # e.g. a mode Pillow cannot convert
-        label = name or (os.fspath(source) if isinstance(source, str | os.PathLike)
+        label = name or (os.fsdecode(source) if isinstance(source, str | bytes | os.PathLike)
                          else "image")
         raise ImageError(f"{label}: cannot convert image ({exc})") from exc
 
