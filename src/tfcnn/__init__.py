@@ -1,7 +1,60 @@
 """tfcnn: convolutional image classifiers with TensorFlow 2 / Keras 3.
 
-This module holds the version only; it must stay free of heavy imports so that
-`import tfcnn` and `tfcnn --help` never load TensorFlow.
+The public API, importable from here without loading TensorFlow until a name is used::
+
+    import tfcnn
+    run = tfcnn.train(preset="fast", data_dir="../shared/datasets")   # -> tfcnn.Run
+    clf = run.load()                                                   # -> tfcnn.Classifier
+    clf.predict("digit.png")[0].label
+    clf.evaluate().accuracy
+    (x_train, y_train), (x_test, y_test), names = tfcnn.datasets.load("mnist")
+
+Names: `train`, `open_run`, `Run`, `load`, `Classifier`, `Prediction`, `Report`,
+`Explanation`, `datasets`, and the errors `TfcnnError` (every problem a user can fix),
+`DatasetError`, `ModelSpecError`, `ConfigError`, `RunDirError`, `ImageError`,
+`TrainingInterrupted`. They are resolved lazily (PEP 562), so `import tfcnn` and
+`tfcnn --help` stay instant.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "train": "tfcnn.api.training",
+    "open_run": "tfcnn.api.training",
+    "Run": "tfcnn.api.training",
+    "load": "tfcnn.api.classifier",
+    "Classifier": "tfcnn.api.classifier",
+    "Report": "tfcnn.api.report",
+    "Prediction": "tfcnn.core.prediction",
+    "Explanation": "tfcnn.explain",
+    "TfcnnError": "tfcnn.core.errors",
+    "DatasetError": "tfcnn.core.errors",
+    "ModelSpecError": "tfcnn.core.errors",
+    "ConfigError": "tfcnn.core.errors",
+    "RunDirError": "tfcnn.core.errors",
+    "TrainingInterrupted": "tfcnn.core.errors",
+    "ImageError": "tfcnn.images.decode",
+}
+_MODULES = ("datasets",)
+
+__all__ = ["__version__", *_LAZY, *_MODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"tfcnn.{name}")
+    else:
+        raise AttributeError(f"module 'tfcnn' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -26,27 +26,18 @@ from tfcnn.core.errors import (
     TrainingInterrupted,
 )
 
-# Settings a resumed run may change; the rest come from the run's config.json.
-_RESUMABLE_OVERRIDES = ("epochs", "data_dir", "steps_per_call")
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from tfcnn.api.training import training_config
+
     # Every TrainConfig field has a flag of the same name; unset flags are None.
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
-    if args.resume is None:
-        from tfcnn.core.presets import config_from_preset
-
-        return config_from_preset(given.pop("preset", None), given)
-    from tfcnn.core.rundir import RunDir, read_config
-
-    refused = sorted(set(given) - set(_RESUMABLE_OVERRIDES))
-    if refused:
-        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
-        raise ConfigError(f"{flags}: not allowed with --resume (settings come from "
-                          f"{Path(args.resume) / 'config.json'}; only --epochs, --data-dir "
-                          "and --steps-per-call may change)")
-    return read_config(RunDir(Path(args.resume))).replace(**given)
+    return training_config(given, args.resume, name=_flag)
 
 
 class _Printer:
@@ -72,7 +63,7 @@ class _Printer:
               f"({info.num_train:,} train, {info.num_test:,} test images)")
         optimizer = f"AdamW (decay {c.weight_decay})" if c.weight_decay else "Adam"
         print(f"Model: {info.model_name} ({info.parameters:,} parameters); "
-              f"{optimizer} lr {c.lr}, batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}")
+              f"{optimizer} lr {c.lr}, batch {c.batch_size}, {_epochs(c.epochs)}, seed {c.seed}")
         extras = [f"{c.schedule} schedule" if c.schedule != "constant" else "",
                   f"label smoothing {c.label_smoothing}" if c.label_smoothing else "",
                   f"weight average (EMA {c.ema})" if c.ema else "",
@@ -125,79 +116,47 @@ def describe_augmentation(c: TrainConfig) -> str:
     return f"augmentation: {', '.join(given)}" if given else ""
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from tfcnn.data.source import check_dataset_setting
-    from tfcnn.models.notation import resolve_model
-    from tfcnn.training.ensemble import check_ensemble, ensemble_size
+    from tfcnn.api.training import check_settings, start_training
+    from tfcnn.training.ensemble import ensemble_size
 
     ensemble = ensemble_size(args.ensemble, args.resume)  # None: one plain run
     config = _config_from_args(args)
-    # Fail fast on names, before TensorFlow takes seconds to load.
-    model_name, _ = resolve_model(config.model)
-    if ensemble is not None:
-        check_ensemble(ensemble, config)
-        model_name = f"{model_name}-ensemble{ensemble}"  # in the default run directory's name
-    check_dataset_setting(config)
-    if config.data_dir is not None and not Path(config.data_dir).is_dir():
-        raise ConfigError(f"--data-dir {config.data_dir}: no such directory")
+    check_settings(config, ensemble, _flag)  # names fail fast, before TensorFlow takes seconds
     started = time.perf_counter()
-
-    from tfcnn.core.tfenv import import_tensorflow
-    from tfcnn.training.strategy import create_distribution
-
-    # First: a multi-worker strategy must be created before TensorFlow sets up its devices.
-    distribution = create_distribution(config.strategy)
-    import_tensorflow()
-    from tfcnn.core.rundir import default_run_path
-    from tfcnn.training.loop import Hooks
-    from tfcnn.training.run import train_run
-
-    if args.resume:
-        run_path = Path(args.resume)
-    else:
-        run_path = Path(config.out) if config.out else default_run_path(config, model_name)
     printer = _Printer(config.epochs, args.quiet)
-    if ensemble is not None:
-        return _train_ensemble(config, run_path, ensemble, args.resume is not None, printer,
-                               distribution)
-    result = train_run(config, run_path, Hooks(printer.progress, printer.epoch_end),
-                       resume=args.resume is not None, on_start=printer.start,
-                       distribution=distribution)
-    if not printer.quiet:
-        accuracy = (f"test accuracy {100 * result.test_accuracy:.2f}%, "
-                    if result.test_accuracy is not None else "")
-        print(f"Done: {accuracy}training {result.train_seconds:.1f} s, "
-              f"total {time.perf_counter() - started:.1f} s")
-    print(f"Run directory: {result.run_dir}")
-    return 0
-
-
-def _train_ensemble(config: TrainConfig, run_path: Path, size: int, resume: bool,
-                    printer: _Printer, distribution: Any) -> int:
-    from tfcnn.training.ensemble import train_ensemble
-    from tfcnn.training.loop import Hooks
 
     def say(line: str) -> None:
         if not printer.quiet:
             print(line, flush=True)
 
-    result = train_ensemble(config, run_path, size, Hooks(printer.progress, printer.epoch_end),
-                            resume=resume, on_start=printer.start, on_member=say,
-                            distribution=distribution)
-    if result.test_accuracy is not None:
-        members = ", ".join(f"{100 * m['test_accuracy']:.2f}%" for m in result.members)
-        say(f"Ensemble of {size}: test accuracy {100 * result.test_accuracy:.2f}%, "
-            f"test loss {result.test_loss:.4f} (members: {members})")
-    print(f"Run directory: {result.run_dir}")
+    result = start_training(config, resume=args.resume, progress=printer.progress,
+                            epoch_end=printer.epoch_end, on_start=printer.start,
+                            on_member=say, ensemble=ensemble, name=_flag)
+    # From here the run is complete: a Ctrl-C while printing must not report a failure.
+    try:
+        if ensemble is not None and result.test_accuracy is not None:
+            members = ", ".join(f"{100 * m['test_accuracy']:.2f}%" for m in result.members)
+            say(f"Ensemble of {ensemble}: test accuracy {100 * result.test_accuracy:.2f}%, "
+                f"test loss {result.test_loss:.4f} (members: {members})")
+        elif ensemble is None:
+            accuracy = (f"test accuracy {100 * result.test_accuracy:.2f}%, "
+                        if result.test_accuracy is not None else "")
+            say(f"Done: {accuracy}training {result.train_seconds:.1f} s, "
+                f"total {time.perf_counter() - started:.1f} s")
+        print(result.run_dir if printer.quiet else f"Run directory: {result.run_dir}",
+              flush=True)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
-# The keys of `tfcnn evaluate --json`, a format that tools read.
-EVALUATE_JSON_KEYS = ("test_accuracy", "test_loss", "per_class", "confusion_matrix")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tfcnn.core.tfenv import import_tensorflow
+    from tfcnn.api.classifier import evaluate_models
     from tfcnn.training.ensemble import resolve_model_files
 
     model_files = resolve_model_files(args.source)
@@ -205,37 +164,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from tfcnn.data.source import check_dataset_setting
 
         check_dataset_setting(TrainConfig(dataset=args.dataset))
-    import_tensorflow()
-    if len(model_files) == 1 and not args.tta:  # one model: the plain report
-        from tfcnn.evaluation.report import evaluate_model, format_evaluation
-
-        report = evaluate_model(model_files[0], dataset=args.dataset, data_dir=args.data_dir,
-                                out_dir=Path(args.out) if args.out else None)
-        keys, text = EVALUATE_JSON_KEYS, format_evaluation
+    tta = args.tta
+    if args.out:
+        out = Path(args.out)
+    elif len(model_files) == 1 and not tta:
+        out = model_files[0].parent / "report"
     else:
-        from tfcnn.evaluation import ensemble as ens
+        from tfcnn.evaluation.ensemble import default_report_dir
 
-        out = (Path(args.out) if args.out
-               else ens.default_report_dir(args.source[0], len(model_files), args.tta))
-        report = ens.evaluate_ensemble(model_files, out_dir=out, dataset=args.dataset,
-                                       data_dir=args.data_dir, tta=args.tta)
-        keys, text = (*EVALUATE_JSON_KEYS, *ens.JSON_KEYS), ens.format_ensemble
-    print(json.dumps({key: report[key] for key in keys}) if args.json else text(report))
+        out = default_report_dir(args.source[0], len(model_files), tta)
+    report = evaluate_models(model_files, dataset=args.dataset, data_dir=args.data_dir,
+                             tta=tta, report_dir=out)
+    print(json.dumps(report.to_dict()) if args.json else report.text())
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tfcnn.core.rundir import resolve_model_file
-    from tfcnn.core.tfenv import import_tensorflow
-    from tfcnn.predict import expand_inputs, format_csv, format_table, predict_files
+    from tfcnn.api.classifier import load
+    from tfcnn.predict import (
+        expand_inputs,
+        expected_labels,
+        format_csv,
+        format_table,
+        predict_files,
+    )
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k: expected a positive integer, got {args.top_k}")
-    model_file = resolve_model_file(args.source)
     paths = expand_inputs(args.paths)
-    import_tensorflow()
-    results = predict_files(model_file, paths, top_k=args.top_k,
-                            preprocess=not args.no_preprocess, tta=args.tta)
+    classifier = load(args.source)
+    results = predict_files(classifier.keras_model, paths, top_k=args.top_k,
+                            preprocess=not args.no_preprocess, tta=args.tta,
+                            mirror=classifier.uses_mirrored_views(args.tta),
+                            expected=expected_labels(args.paths, paths))
     if args.json:
         print(json.dumps(results, indent=2))
     elif args.csv:
@@ -246,14 +207,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tfcnn.core.rundir import resolve_model_file
-    from tfcnn.core.tfenv import import_tensorflow
+    from tfcnn.api.classifier import load
+    from tfcnn.export import check_export_target, export_model
 
-    model_file = resolve_model_file(args.source)
-    import_tensorflow()
-    from tfcnn.export import export_model
-
-    result = export_model(model_file, args.format, args.quantize, Path(args.out))
+    check_export_target(args.format, args.quantize, Path(args.out), args.force)
+    classifier = load(args.source)
+    result = export_model(classifier.keras_model, args.format, args.quantize, Path(args.out),
+                          force=args.force, source=classifier.path)
     print(f"Exported {result['format']} ({result['quantize']}) to {result['path']}: "
           f"{result['bytes']:,} bytes")
     print(f"Class names: {result['labels']}")
@@ -262,11 +222,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tfcnn.core.rundir import resolve_model_file
-    from tfcnn.core.tfenv import import_tensorflow
 
     model_file = resolve_model_file(args.source)
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port: expected 1 to 65535, got {args.port}")
+    from tfcnn.core.tfenv import import_tensorflow
+
     import_tensorflow()
     from tfcnn.serve.app import run_server
 
@@ -284,7 +245,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # argparse would show the top-level usage; the command's own helps more
+        args.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
                 "export": cmd_export, "serve": cmd_serve, "doctor": cmd_doctor}
     try:

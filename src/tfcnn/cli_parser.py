@@ -168,6 +168,7 @@ def _add_use_parsers(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize", default="none", choices=("none", "dynamic", "float16"),
                    help="TFLite weight quantization (default none)")
     p.add_argument("--out", required=True, metavar="PATH", help="file or folder to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,4 +184,6 @@ def build_parser() -> argparse.ArgumentParser:
                                              "threads and where each dataset would load from.")
     doctor.add_argument("--data-dir", metavar="DIR", help="data folder to check as well")
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    # main() reports an unknown flag with its own command's usage, not the top-level one.
+    parser.set_defaults(subcommands=commands.choices)
     return parser

@@ -16,8 +16,9 @@ The `.keras` export is a plain functional model (the trained layers, then a soft
 feeding back into tfcnn commands, which read a run's `model.keras`.
 
 Writes are atomic: files go through `tfcnn.core.fsutil.atomic_path`, a SavedModel is written to
-a temporary folder beside `out` and renamed into place. An existing file at `out` is replaced,
-an existing SavedModel folder too; any other existing folder is refused, never deleted.
+a temporary folder beside `out` and renamed into place. An existing file at `out`, or an
+existing SavedModel folder, is replaced only when asked (`force`); any other existing folder
+is refused, never deleted.
 """
 
 from __future__ import annotations
@@ -73,12 +74,26 @@ def _check_options(fmt: str, quantize: str, out: Path) -> None:
         raise ConfigError(f"--out {out}: is a folder; expected a file name")
 
 
-def _load_source(model_file: Path) -> Any:
-    from tfcnn.models.loader import load_checked_model
+def _is_notation_model(model: Any) -> bool:
     from tfcnn.models.network import NotationModel
 
+    return isinstance(model, NotationModel)
+
+
+def check_export_target(fmt: str, quantize: str, out: Path, force: bool = False) -> None:
+    """The format, quantization and output path are usable (no TensorFlow needed); an
+    existing `out` is refused unless `force`."""
+    _check_options(fmt, quantize, Path(out))
+    if Path(out).exists() and not force:
+        raise ConfigError(f"--out {out}: already exists (pass --force, or force=True, to "
+                          "replace it)")
+
+
+def _load_source(model_file: Path) -> Any:
+    from tfcnn.models.loader import load_checked_model
+
     model = load_checked_model(model_file)
-    if not isinstance(model, NotationModel):
+    if not _is_notation_model(model):
         raise RunDirError(f"{model_file}: not a model saved by tfcnn train "
                           f"(found {type(model).__name__}); export a run's model.keras")
     return model
@@ -173,16 +188,23 @@ def _atomic_dir(target: Path) -> Iterator[Path]:
         raise
 
 
-def export_model(model_file: Path, fmt: str, quantize: str, out: Path) -> dict[str, Any]:
-    """Write the model in `model_file` as `fmt` to `out` (see the module docstring).
+def export_model(model: Any, fmt: str, quantize: str, out: Path, *, force: bool = False,
+                 source: Path | None = None) -> dict[str, Any]:
+    """Write `model` (a loaded tfcnn model, or the path of one) as `fmt` to `out` (see the
+    module docstring). An existing `out` is replaced only with `force`. `source`: the
+    model's file, named in errors.
 
     Returns {"format", "quantize", "path", "bytes" (the model file, or the sum of the
     SavedModel folder's files), "labels" (the class-names file), "files" ({path: bytes}
     for each file or folder written)}.
     """
-    model_file, out = Path(model_file), Path(out)
-    _check_options(fmt, quantize, out)
-    model = _load_source(model_file)
+    out = Path(out)
+    check_export_target(fmt, quantize, out, force)
+    if isinstance(model, str | Path):
+        source, model = Path(model), _load_source(Path(model))
+    elif not _is_notation_model(model):
+        raise RunDirError(f"{source or 'model'}: not a model saved by tfcnn train "
+                          f"(found {type(model).__name__}); export a run's model.keras")
     labels = labels_path(out, fmt)
     labels_text = "".join(f"{name}\n" for name in model.class_names)
     try:
