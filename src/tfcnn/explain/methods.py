@@ -69,11 +69,12 @@ def probabilities_of(model: Any, images: np.ndarray) -> np.ndarray:
 
 def gradcam_layer(model: Any, x: np.ndarray) -> int:
     """Index (among the recorded convolutions) of the one Grad-CAM looks at by default: the
-    last whose output is larger than 1×1. A 1×1 map carries no position: the tutorial
-    network's last convolution (5×5 stride 2 on 5×5) gives one, a constant heatmap."""
+    last whose output is at least 3×3. Smaller maps carry next to no position: the tutorial
+    network's last convolution gives 1×1 (a constant heatmap), the MNIST `best` preset's
+    2×2 (four quadrants); both then use an earlier one (11×11, 8×8)."""
     maps, _ = conv_recorder(model)(x[:1])
-    sizes = [int(m.shape[1]) * int(m.shape[2]) for _, m in maps]
-    spatial = [i for i, size in enumerate(sizes) if size > 1]
+    sizes = [min(int(m.shape[1]), int(m.shape[2])) for _, m in maps]
+    spatial = [i for i, size in enumerate(sizes) if size >= 3]
     return spatial[-1] if spatial else len(sizes) - 1
 
 
@@ -82,7 +83,7 @@ def gradcam(model: Any, images: Any, targets: Any, layer: int | str | None = Non
     """Grad-CAM maps (N, H, W) in [0, 1] for the `targets` classes (see the module doc).
 
     `layer`: which convolution (index among the model's convolutions, or its name);
-    default: the last one with an output larger than 1×1. Raises `ModelSpecError` for a
+    default: `gradcam_layer`. Raises `ModelSpecError` for a
     model without convolutions.
     """
     convs = require_convs(model, "Grad-CAM")
