@@ -5,10 +5,12 @@ whose feature maps are the very tensors the rest of the network computes from, s
 `tf.GradientTape` around it can differentiate the logits with respect to any of them.
 
 - A tfcnn notation network (`NotationModel`) is run layer by layer from `model.stack`;
-  Conv2D and `MirrorConv2D` are its convolutions. Where a convolution has no activation of
-  its own because its ReLU comes after the following max-pool (network.py moves it there:
-  the two commute), the map recorded is the convolution's output after ReLU, and the pool
-  receives that: the same logits, and the maps are the features the network really uses.
+  its convolutions (Conv2D, SeparableConv2D, `MirrorConv2D`) and residual blocks (each
+  recorded whole: its output after the sum and ReLU) give the maps. Where a convolution
+  has no activation of its own because its ReLU comes after the following max-pool
+  (network.py moves it there: the two commute), the map recorded is the convolution's
+  output after ReLU, and the pool receives that: the same logits, and the maps are the
+  features the network really uses.
 - Any other Keras model (functional, a keras.applications backbone nested inside one, any
   depth) is called whole while its convolutions (Conv2D, DepthwiseConv2D, SeparableConv2D,
   MirrorConv2D) record their outputs: each one's `call` is wrapped on the instance for the
@@ -18,13 +20,14 @@ whose feature maps are the very tensors the rest of the network computes from, s
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import layers
 
 from tfcnn.core.errors import ModelSpecError
+from tfcnn.models.blocks import ResidualBlock
 from tfcnn.models.mirror import MirrorConv2D
 
 CONV_TYPES = (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D, MirrorConv2D)
@@ -44,8 +47,16 @@ def _sublayers(layer: Any) -> list[Any]:
     return list(getattr(layer, "layers", []))
 
 
+def is_feature_layer(layer: Any) -> bool:
+    """A notation network's layers whose outputs are recorded: convolutions, residual blocks."""
+    return is_conv(layer) or isinstance(layer, ResidualBlock)
+
+
 def conv_layers(model: Any) -> list[Any]:
-    """Every convolution of `model` in the order it runs, nested models searched through."""
+    """Every convolution of `model` in the order it runs, nested models searched through
+    (a notation network: its convolutions and residual blocks, as `conv_recorder` records)."""
+    if hasattr(model, "stack"):
+        return [layer for layer in model.stack if is_feature_layer(layer)]
     found: list[Any] = []
     for layer in _sublayers(model):
         if is_conv(layer):
@@ -72,11 +83,8 @@ def _notation_recorder(model: Any) -> Recorder:
     def run(x: Any) -> tuple[list[tuple[str, Any]], Any]:
         maps: list[tuple[str, Any]] = []
         for index, layer in enumerate(stack):
-            if isinstance(layer, layers.BatchNormalization | layers.Dropout):
-                x = layer(x, training=False)
-            else:
-                x = layer(x)
-            if is_conv(layer):
+            x = layer(x, training=False)  # Keras drops the flag for layers without it
+            if is_feature_layer(layer):
                 if _relu_after_pool(stack, index):
                     x = keras.ops.relu(x)
                 maps.append((layer.name, x))
@@ -143,8 +151,3 @@ def require_convs(model: Any, method: str) -> list[Any]:
     return convs
 
 
-def iter_spatial(maps: list[tuple[str, Any]]) -> Iterator[tuple[int, str, Any]]:
-    """(index, name, map) for the recorded maps that are 4-D (N, H', W', C')."""
-    for index, (name, value) in enumerate(maps):
-        if len(value.shape) == 4:
-            yield index, name, value

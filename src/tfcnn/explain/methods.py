@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcnn.core.errors import ConfigError
-from tfcnn.explain.graph import conv_recorder, is_conv, require_convs
+from tfcnn.explain.graph import conv_recorder, is_feature_layer, require_convs
 
 CHUNK = 512  # images per forward/backward pass: bounded memory at any batch size
 BASELINES = ("black", "white")
@@ -125,32 +125,44 @@ def _pair(value: Any) -> tuple[int, int]:
     return (int(value), int(value)) if np.isscalar(value) else (int(value[0]), int(value[1]))
 
 
+def _geometry(layer: Any) -> list[tuple[tuple[int, int], tuple[int, int], str]]:
+    """(kernel, stride, padding) of each spatial step a notation layer takes."""
+    if hasattr(layer, "pool_size"):
+        return [(_pair(layer.pool_size), _pair(layer.strides), layer.padding)]
+    if hasattr(layer, "conv1") and hasattr(layer, "conv2"):  # a residual block
+        return _geometry(layer.conv1) + _geometry(layer.conv2)
+    if hasattr(layer, "kernel_size"):
+        return [(_pair(layer.kernel_size), _pair(layer.strides),
+                 getattr(layer, "padding", "valid"))]
+    return []
+
+
 def centres(model: Any, index: int, size: tuple[int, int], image: tuple[int, int]
             ) -> tuple[tuple[float, float], tuple[float, float]]:
     """Where the convolution's output positions sit on the input: ((row offset, row step),
-    (column offset, column step)) in input pixels, from each layer's kernel and stride.
+    (column offset, column step)) in input pixels, from each layer's kernel, stride and
+    padding (same padding as TensorFlow pads: the extra pixel after).
 
     A notation network's valid convolutions and pools shrink the map from its edges, so a
     plain resize would stretch the heatmap ~3 px outwards on 28×28 inputs (the tutorial
-    network's 11×11 second convolution has its centres at 3.5 ... 23.5). Other models
-    (same padding): the resize's own half-pixel centres.
+    network's 11×11 second convolution has its centres at 3.5 ... 23.5). Other models:
+    the resize's own half-pixel centres.
     """
     if not hasattr(model, "stack"):
         steps = (image[0] / size[0], image[1] / size[1])
         return ((steps[0] - 1) / 2, steps[0]), ((steps[1] - 1) / 2, steps[1])
-    offset, step = [0.0, 0.0], [1.0, 1.0]
+    offset, step, extent = [0.0, 0.0], [1.0, 1.0], list(image)
     seen = -1
     for layer in model.stack:
-        if hasattr(layer, "pool_size"):
-            kernel, stride = _pair(layer.pool_size), _pair(layer.strides)
-        elif hasattr(layer, "kernel_size"):
-            kernel, stride = _pair(layer.kernel_size), _pair(layer.strides)
-        else:
-            continue
-        for axis in (0, 1):
-            offset[axis] += step[axis] * (kernel[axis] - 1) / 2
-            step[axis] *= stride[axis]
-        if is_conv(layer):
+        for kernel, stride, padding in _geometry(layer):
+            for axis in (0, 1):
+                k, s, n = kernel[axis], stride[axis], extent[axis]
+                out = -(-n // s) if padding == "same" else (n - k) // s + 1
+                before = max((out - 1) * s + k - n, 0) // 2 if padding == "same" else 0
+                offset[axis] += step[axis] * ((k - 1) / 2 - before)
+                step[axis] *= s
+                extent[axis] = out
+        if is_feature_layer(layer):
             seen += 1
             if seen == index:
                 break

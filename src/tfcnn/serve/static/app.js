@@ -3,6 +3,8 @@
 // the top label, a bar per class and the 28×28 image the model saw. At most one request is
 // in flight: strokes made meanwhile are sent as one when it returns, so the prediction
 // follows the pen without queueing a request per pointer event.
+// The "why?" toggle sends the same PNG to POST /explain instead: its answer adds a Grad-CAM
+// heatmap, laid over the 28×28 image the model saw, and each convolution's feature maps.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -10,7 +12,7 @@ const pad = $("pad");
 const ctx = pad.getContext("2d");
 const PEN_WIDTH = 20; // canvas pixels of 280: MNIST strokes are 2-3 px of 28
 const state = { info: null, busy: false, dirty: false, hasInk: false, drawing: false,
-                base: null, points: [], bars: new Map() };
+                base: null, points: [], bars: new Map(), why: false };
 
 function clearPad() {
   ctx.fillStyle = "#fff";
@@ -55,6 +57,34 @@ function resetResult() {
     bar.classList.remove("bar-row-top");
   }
   $("seen-figure").hidden = true;
+  hideExplanation();
+}
+
+function hideExplanation() {
+  $("heat").hidden = true;
+  $("heat-caption").hidden = true;
+  $("maps").hidden = true;
+  $("maps").replaceChildren();
+}
+
+// One figure per convolution: its channels as a grid of grey tiles.
+function showExplanation(explained) {
+  $("heat").src = explained.overlay;
+  $("heat").hidden = false;
+  $("heat-caption").hidden = false;
+  const maps = $("maps");
+  maps.replaceChildren(...explained.feature_maps.map((layer) => {
+    const figure = document.createElement("figure");
+    figure.className = "layer";
+    const image = document.createElement("img");
+    image.src = layer.image;
+    image.alt = `Feature maps of ${layer.layer}`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = `${layer.layer}: ${layer.shape.join("×")}`;
+    figure.append(image, caption);
+    return figure;
+  }));
+  maps.hidden = explained.feature_maps.length === 0;
 }
 
 function showResult(result) {
@@ -74,6 +104,8 @@ function showResult(result) {
     $("seen").src = result.image;
     $("seen-figure").hidden = false;
   }
+  if (result.explained) showExplanation(result.explained);
+  else hideExplanation();
   showStatus("");
 }
 
@@ -81,11 +113,17 @@ async function post(blob, filename) {
   const form = new FormData();
   form.append("file", blob, filename);
   const k = state.info ? state.info.class_names.length : 10;
-  const response = await fetch(`predict?top_k=${k}&include_image=true`,
-                               { method: "POST", body: form });
+  const why = state.why;
+  const url = why ? `explain?top_k=${k}` : `predict?top_k=${k}&include_image=true`;
+  const response = await fetch(url, { method: "POST", body: form });
   const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (why && response.status === 404) { // a server without the route
+    setWhy(false);
+    throw new Error("this server does not explain (no POST /explain)");
+  }
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
+  if (!why) return body;
+  return { ...body.prediction, image: body.image, explained: body };
 }
 
 // Send the canvas if it changed; called after every stroke segment.
@@ -193,6 +231,12 @@ async function onUpload() {
   }
 }
 
+function setWhy(on) {
+  state.why = on;
+  $("why").checked = on;
+  if (!on) hideExplanation();
+}
+
 async function init() {
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
@@ -228,6 +272,10 @@ async function init() {
     showStatus("");
   });
   $("upload").addEventListener("change", onUpload);
+  $("why").addEventListener("change", () => {
+    setWhy($("why").checked);
+    if (state.hasInk) schedule(); // explain (or stop explaining) the current drawing
+  });
   document.body.dataset.ready = "true"; // for tests: handlers are in place
 }
 
