@@ -6,6 +6,7 @@ measured result, with the command that reproduces it, is in docs/benchmarks.md.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tfcnn.core.config import TrainConfig
@@ -69,12 +70,47 @@ DATASET_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def config_from_preset(name: str | None, given: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from a preset's settings overridden by the explicitly `given` ones."""
+# Adam's (beta_1, beta_2) where a preset's recipe differs from Keras's (0.9, 0.999); not a
+# TrainConfig setting, so keyed on the preset's name (config.json records it).
+ADAM_BETAS: dict[str, tuple[float, float]] = {}
+
+# Presets that train in bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX).
+BFLOAT16_WHERE_NATIVE: set[str] = set()
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bfloat16_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
+    """The CPU's native bfloat16 features (`avx512_bf16`, `amx_bf16`) named in `cpuinfo`."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux, or no /proc: assume none
+        return []
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[-1].split())
+            return [flag for flag in BF16_CPU_FLAGS if flag in flags]
+    return []
+
+
+def adam_betas(config: TrainConfig) -> tuple[float, float]:
+    """Adam's (beta_1, beta_2) for `config`: its preset's, else Keras's defaults."""
+    return ADAM_BETAS.get(config.preset or "", (0.9, 0.999))
+
+
+def config_from_preset(name: str | None, given: dict[str, Any],
+                       cpuinfo: str | Path = "/proc/cpuinfo") -> TrainConfig:
+    """TrainConfig from a preset's settings overridden by the explicitly `given` ones.
+
+    A preset in BFLOAT16_WHERE_NATIVE computes in mixed bfloat16 on a CPU that has it
+    natively (read from `cpuinfo`), in float32 elsewhere; `--precision` still wins.
+    """
     if name is None:
         return TrainConfig(**given)
     if name not in PRESETS:
         raise ConfigError(f"--preset {name!r}: unknown (known: {', '.join(sorted(PRESETS))})")
     dataset = given.get("dataset", TrainConfig.dataset)
     for_dataset = DATASET_PRESETS.get((name, dataset), {})
-    return TrainConfig(**{**PRESETS[name], **for_dataset, **given, "preset": name})
+    native = ({"precision": "mixed_bfloat16"}
+              if name in BFLOAT16_WHERE_NATIVE and cpu_bfloat16_flags(cpuinfo) else {})
+    return TrainConfig(**{**PRESETS[name], **for_dataset, **native, **given, "preset": name})

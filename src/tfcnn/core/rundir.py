@@ -18,6 +18,7 @@ import io
 import json
 import platform
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,38 @@ def write_metrics(run: RunDir, dataset: str, model: str, epochs: list[dict[str, 
     writer.writeheader()
     writer.writerows(epochs)
     atomic_write_text(run.metrics_csv, buffer.getvalue())
+
+
+# What a killed writer leaves behind: fsutil.atomic_path's temporaries (".model.keras.x1y2.tmp
+# .keras", ".metrics.json.x1y2.tmp") in the run directory, and in checkpoints/ TensorFlow's
+# part-written checkpoint folders ("ckpt-3_temp/") and state files ("checkpoint.tmp<hex>").
+_STALE_FILE = re.compile(r"^\..+\.tmp(\.\w+)?$")
+_STALE_CHECKPOINT = re.compile(r"^(ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]{32})$")
+
+
+def clean_stale_temp_files(run: RunDir) -> list[str]:
+    """Remove the leftovers of writes a kill interrupted; return their names (relative).
+
+    Call only when no other process writes to `run` (on resume, before training starts).
+    """
+    removed: list[str] = []
+    found = [(run.path, p) for p in _listing(run.path) if _STALE_FILE.match(p.name)
+             and p.is_file() and not p.is_symlink()]
+    found += [(run.path, p) for p in _listing(run.checkpoints) if _STALE_CHECKPOINT.match(p.name)]
+    for base, path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(str(path.relative_to(base)))
+    return sorted(removed)
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
 
 
 def _round(value: float | None) -> float | None:

@@ -11,6 +11,7 @@ once a checkpoint is complete, so a kill mid-save leaves the previous one in for
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,22 +54,60 @@ def make_training_state(directory: Path, model: keras.Model, optimizer: keras.op
     return TrainingState(epoch, step, seconds, manager)
 
 
-def restore_latest(state: TrainingState, directory: Path | None = None) -> str:
-    """Load the newest checkpoint into `state`; raise RunDirError if there is none.
+def _candidates(directory: Path) -> list[str]:
+    """The run's checkpoint prefixes, newest first: those its state file lists, or found."""
+    try:
+        listed = tf.train.get_checkpoint_state(str(directory))
+    except (tf.errors.OpError, ValueError):  # an unreadable state file: look for the files
+        listed = None
+    if listed is not None and listed.all_model_checkpoint_paths:
+        paths = [str(directory / Path(p).name) for p in listed.all_model_checkpoint_paths]
+    else:
+        paths = [str(f.with_suffix("")) for f in directory.glob("ckpt-*.index")]
+    number = {p: int(m.group(1)) if (m := _NUMBER.search(p)) else -1 for p in paths}
+    return sorted(paths, key=number.__getitem__, reverse=True)
 
+
+_NUMBER = re.compile(r"ckpt-(\d+)$")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def restore_latest(state: TrainingState, directory: Path | None = None) -> tuple[str, str | None]:
+    """Load the newest intact checkpoint into `state`: (its path, a note or None).
+
+    A newest checkpoint that cannot be read (truncated by a full disk or a crash) is passed
+    over for the older one before it; the note says so, for the user. RunDirError when there
+    is no checkpoint, none is intact, or they do not match this run's model.
     `directory` reads another folder than the one `state` saves to: a multi-worker run's
     other workers save to temporary folders but resume from the chief's checkpoints.
     """
-    if directory is None:
-        path = state.manager.latest_checkpoint
-    else:
-        path = tf.train.latest_checkpoint(str(directory))
-    if path is None:
-        raise RunDirError(f"{directory or state.manager.directory}: no checkpoint to resume from")
-    try:
-        state.manager.checkpoint.restore(path).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunDirError(f"{path}: checkpoint does not match this run's model ({first_line})"
-                          ) from None
-    return path
+    folder = Path(directory or state.manager.directory)
+    paths = _candidates(folder)
+    if not paths:
+        raise RunDirError(f"{folder}: no checkpoint to resume from")
+    unreadable: list[str] = []
+    for path in paths:
+        try:
+            state.manager.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError) as exc:
+            raise RunDirError(f"{path}: checkpoint does not match this run's model "
+                              f"({_first_line(exc)})") from None
+        except (IndexError, OSError, tf.errors.OpError) as exc:  # truncated or missing parts
+            unreadable.append(f"{Path(path).name} ({_first_line(exc)})")
+            continue
+        if not unreadable:
+            return path, None
+        return path, (f"checkpoint {'; '.join(unreadable)} is unreadable; resumed from the "
+                      f"older {Path(path).name} instead (epoch {int(state.epoch.numpy())}, "
+                      f"step {int(state.step.numpy())})")
+    raise RunDirError(f"{folder}: no intact checkpoint to resume from: "
+                      f"{'; '.join(unreadable)} (start again with a new --out)")
+
+
+def has_checkpoints(directory: Path) -> bool:
+    """True when `directory` holds any checkpoint (intact or not)."""
+    return bool(_candidates(directory)) if directory.is_dir() else False

@@ -29,6 +29,7 @@ from tfcnn.core.fsutil import atomic_path
 from tfcnn.core.rundir import RunDir, write_metrics
 from tfcnn.data import pipeline
 from tfcnn.data.augment import Augmentation, augment_images, step_seed
+from tfcnn.training import batchnorm
 from tfcnn.training.averaging import averaged_weights, keep_averaged_weights
 from tfcnn.training.checkpoint import TrainingState
 from tfcnn.training.signals import StopRequest, stop_on_signals
@@ -47,6 +48,8 @@ class Hooks:
     progress: Callable[[int, int, int], Progress] | None = None  # (epoch, steps, steps done)
     # The epoch's metrics.json record, plus "images_per_second" of its training phase.
     epoch_end: Callable[[dict[str, Any]], None] | None = None
+    # A one-line remark worth showing the user (e.g. batch-norm statistics recomputed).
+    note: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -196,6 +199,18 @@ def _train_steps(steps: Steps, batches: Any, total: int, per_call: int,
     return count
 
 
+def _settle_batch_norm(model: keras.Model, images: np.ndarray, total_steps: int,
+                       hooks: Hooks) -> None:
+    """After a short run's last epoch: batch-norm statistics from the training images."""
+    if not batchnorm.needs_recompute(model, total_steps):
+        return
+    used = batchnorm.recompute_statistics(model, images)
+    if hooks.note:
+        hooks.note(f"batch-norm statistics recomputed on {used:,} training images "
+                   f"(a short run: {total_steps} steps, under the "
+                   f"{batchnorm.settled_steps()} the moving averages need)")
+
+
 def _test_pass(steps: Steps, batches: Any) -> tuple[float | None, float | None]:
     if batches is None:  # no held-out images (an image folder with --val-split 0)
         return None, None
@@ -274,6 +289,9 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             # With --ema, epochs are judged, and model.keras saved, with the averaged weights;
             # the raw ones are back before the checkpoint (averaging.py).
             with averaged_weights(model, steps.optimizer):
+                if epoch == config.epochs and strategy is None:
+                    _settle_batch_norm(model, data.x_train, config.epochs * steps_per_epoch,
+                                       hooks)
                 test_loss, test_accuracy = _test_pass(steps, None if val_batches else test_batches)
                 val_loss, val_accuracy = _test_pass(steps, val_batches)
             train_seconds = seconds_before + time.perf_counter() - started

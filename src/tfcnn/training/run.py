@@ -9,7 +9,9 @@ the run directory, the others a temporary copy that is removed at the end.
 
 from __future__ import annotations
 
+import errno
 import math
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +24,10 @@ import tensorflow as tf
 
 from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import ModelSpecError, RunDirError, TrainingInterrupted
+from tfcnn.core.presets import adam_betas
 from tfcnn.core.rundir import (
     RunDir,
+    clean_stale_temp_files,
     library_versions,
     read_epoch_records,
     write_config,
@@ -33,7 +37,7 @@ from tfcnn.data.locate import LoadedDataset
 from tfcnn.data.source import load_training_data
 from tfcnn.models import notation
 from tfcnn.models.network import build_model
-from tfcnn.training.checkpoint import make_training_state, restore_latest
+from tfcnn.training.checkpoint import has_checkpoints, make_training_state, restore_latest
 from tfcnn.training.loop import FitData, Hooks, fit, make_steps
 from tfcnn.training.strategy import Distribution, create_distribution
 
@@ -54,6 +58,10 @@ class RunInfo:
     distribution: str | None = None  # the strategy, described; None: the default (one device)
     chief: bool = True               # False: another worker of a multi-worker run
     num_val: int = 0                 # training images held out for validation (--val-split)
+    # Resuming: why an older checkpoint than the newest was used (it was unreadable), or None.
+    resume_note: str | None = None
+    # Resuming: leftovers of a killed save removed from the run directory.
+    cleaned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,11 +113,14 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     With `config.ema` the optimizer also keeps a moving average of the weights (averaging.py).
     """
     rate = learning_rate(config, steps_per_epoch)
-    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
+    beta_1, beta_2 = adam_betas(config)
+    settings = {"beta_1": beta_1, "beta_2": beta_2}
+    if config.ema:
+        settings.update(use_ema=True, ema_momentum=config.ema)
     if not config.weight_decay:
-        return keras.optimizers.Adam(learning_rate=rate, **ema)
+        return keras.optimizers.Adam(learning_rate=rate, **settings)
     optimizer = keras.optimizers.AdamW(learning_rate=rate, weight_decay=config.weight_decay,
-                                       **ema)
+                                       **settings)
     # Decaying batch-norm scales and shifts and biases only fights the normalisation.
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return optimizer
@@ -148,6 +159,10 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
         with dist.worker_errors(run.path), dist.scope():
             return _train(config, run, out, hooks, resume, on_start, dataset, skipped,
                           model_name, notation_str, dist)
+    except (OSError, tf.errors.OpError) as exc:
+        if not is_disk_full(exc):
+            raise
+        raise RunDirError(disk_full_message(exc, out.path, run.path)) from None
     except TrainingInterrupted as exc:
         if dist.chief:
             raise
@@ -158,12 +173,35 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
         dist.remove_worker_dir(out.path)
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an OSError or TensorFlow error that says the disk (or quota) is full."""
+    return (getattr(exc, "errno", None) in _DISK_FULL
+            or any(text in str(exc) for text in _DISK_FULL_TEXT))
+
+
+def disk_full_message(exc: BaseException, where: Path, run_path: Path) -> str:
+    """One line: the file that could not be written, and how to continue."""
+    path = getattr(exc, "filename", None)
+    if not path:  # TensorFlow names the file in its message: "PATH; No space left on device"
+        found = re.search(r"(\S+); (?:" + "|".join(_DISK_FULL_TEXT) + ")", str(exc))
+        path = found.group(1) if found else where
+    return (f"{path}: no space left on device while saving; the run directory keeps its last "
+            f"complete epoch: free some space, then continue with: "
+            f"tfcnn train --resume {run_path}")
+
+
 def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: bool,
            on_start: Callable[[RunInfo], None] | None, dataset: LoadedDataset,
            skipped: list[tuple[str, str]], model_name: str, notation_str: str,
            dist: Distribution) -> RunResult:
     """train_run's work, in the strategy's scope; this process writes to `out`."""
     out.path.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a kill -9 in the middle of a save (the chief's directory only).
+    cleaned = tuple(clean_stale_temp_files(run)) if resume and dist.chief else ()
     write_config(out, config, library_versions())
     image_shape = image_shape_of(dataset.x_train)
     model = build_model(notation_str, image_shape, dataset.class_names, config.seed,
@@ -175,11 +213,11 @@ def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: 
                        augmentation=augmentation_of(config),
                        label_smoothing=config.label_smoothing)
     state = make_training_state(out.checkpoints, model, optimizer, steps.train_metrics)
-    resumed_from = None
+    resumed_from = resume_note = None
     records: list[dict[str, Any]] = []
     # Every worker resumes from the chief's checkpoints (the others' own are temporary).
-    if resume and tf.train.latest_checkpoint(str(run.checkpoints)):
-        resumed_from = restore_latest(state, run.checkpoints)
+    if resume and has_checkpoints(run.checkpoints):
+        resumed_from, resume_note = restore_latest(state, run.checkpoints)
         # metrics.json may be one epoch ahead if a kill came between it and the checkpoint.
         records = [r for r in read_epoch_records(run) if r["epoch"] <= int(state.epoch.numpy())]
     dist.check_same_start(int(state.epoch.numpy()), int(state.step.numpy()), run.path)
@@ -192,7 +230,7 @@ def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: 
         on_start(RunInfo(config, run.path, dataset.source, len(data.y_train), len(data.y_test),
                          model_name, model.count_params(), resumed_from, skipped,
                          None if dist.strategy is None else dist.describe(), dist.chief,
-                         0 if data.y_val is None else len(data.y_val)))
+                         0 if data.y_val is None else len(data.y_val), resume_note, cleaned))
     records, test_accuracy = fit(model, steps, state, data, config, out, model_name, records,
                                  hooks, dist if dist.strategy is not None else None)
     return RunResult(run.path, records, float(state.seconds.numpy()), test_accuracy)

@@ -1,0 +1,82 @@
+"""Batch-norm statistics a short run can trust: recomputed on the training images at its end.
+
+Keras's moving statistics start at mean 0, variance 1 and move by 1% a step (momentum 0.99),
+so after n steps the starting values still weigh 0.99^n: 64% after 45 steps. A model trained
+on 90 folder images (45 steps) reported 97-100% training accuracy but scored 56-72% on the
+same images in inference mode (what predict, evaluate and serve use). A run shorter than
+`SETTLED_STEPS` therefore ends by recomputing every batch-norm layer's statistics from the
+training images in file order (the "precise BN" of Wu & Johnson, 2021): the mean of the
+per-batch means and variances, layer by layer as the images pass through in training mode.
+Longer runs keep their statistics (and their results) as they were. The recomputation is
+deterministic, so exact resume is unaffected.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from tfcnn.data import pipeline
+
+# 0.99 ** 459 < 1%: from here on the starting values weigh less than 1% in the statistics.
+SETTLED_WEIGHT = 0.01
+# Large batches give per-batch variances close to the population's (batch 2 would halve a
+# dense layer's); 16 of them are plenty for the means and cost ~0.3 s for a small network.
+RECOMPUTE_BATCH = 256
+RECOMPUTE_IMAGES = 16 * RECOMPUTE_BATCH
+
+
+def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every batch-norm layer of `model`, in call order."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def needs_recompute(model: keras.Model, total_steps: int) -> bool:
+    """True when `model` has batch norm whose starting statistics still weigh >= 1%."""
+    layers = batch_norm_layers(model)
+    return bool(layers) and any(
+        layer.momentum ** total_steps >= SETTLED_WEIGHT for layer in layers)
+
+
+def settled_steps(momentum: float = 0.99) -> int:
+    """The fewest training steps after which the starting statistics weigh < 1%."""
+    return math.ceil(math.log(SETTLED_WEIGHT) / math.log(momentum))
+
+
+def recompute_statistics(model: keras.Model, images: np.ndarray,
+                         limit: int = RECOMPUTE_IMAGES) -> int:
+    """Set the batch-norm statistics of `model` from up to `limit` training `images` (uint8).
+
+    Each layer's moving mean and variance become the image-weighted mean of its batch
+    statistics: a momentum of seen/(seen + n) per batch of n makes Keras's own update an
+    exact running average. Dropout is off meanwhile. Returns the number of images used.
+    """
+    layers = batch_norm_layers(model)
+    if not layers or not len(images):
+        return 0
+    images = images[:limit]
+    dropouts = [layer for layer in model._flatten_layers(include_self=False)
+                if isinstance(layer, keras.layers.Dropout)]
+    momenta = [layer.momentum for layer in layers]
+    rates = [layer.rate for layer in dropouts]
+    labels = np.zeros(len(images), dtype=np.int32)
+    batches = pipeline.eval_batches(pipeline.array_dataset(images, labels), RECOMPUTE_BATCH)
+    seen = 0
+    try:
+        for layer in dropouts:
+            layer.rate = 0.0
+        for batch, _ in batches:
+            n = int(batch.shape[0])
+            for layer in layers:
+                layer.momentum = seen / (seen + n)
+            model(batch, training=True)  # eager: each call reads the momentum just set
+            seen += n
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+        for layer, rate in zip(dropouts, rates, strict=True):
+            layer.rate = rate
+    return seen
