@@ -168,11 +168,13 @@ def probabilities(model: keras.Model, images: Any) -> Any:
 
 
 def load_model(path: str | os.PathLike[str]) -> keras.Model:
-    """Load a `.keras` file saved by tfcnn (this module's import registers the classes).
+    """Load a `.keras` file saved by tfcnn: a NotationModel or a BackboneModel.
 
     A model trained in mixed precision comes back computing in float32 (its weights are
     float32 already): inference, export and serving then need no bfloat16 kernels.
     """
+    from tfcnn.models import backbones  # noqa: F401  (registers BackboneModel)
+
     model = keras.saving.load_model(os.fspath(path), compile=False)
     if getattr(model, "precision", "float32") == "float32":
         return model

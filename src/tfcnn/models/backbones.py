@@ -1,0 +1,186 @@
+"""Transfer learning: a keras.applications backbone with a new head, as a tfcnn model.
+
+`BackboneModel` (`--model keras:NAME`) is a registered `keras.Model` subclass like
+`NotationModel`: it takes 0-1 float images (grey ones are repeated to 3 channels), converts
+them to what the backbone expects (x 255, then the family's `preprocess_input`; MobileNetV3,
+EfficientNet and ConvNeXt rescale inside the network), runs the backbone without its
+classifier, then global average pooling, dropout and a dense layer giving the logits.
+It carries `image_shape`, `class_names`, `preprocessing`, `dataset`, `precision`, `seed` and
+`spec`/`notation` ("keras:NAME"), and saves to and loads from `.keras` files.
+
+Weights come from a file only ("imagenet": the one in Keras's cache, or a path); nothing is
+downloaded. With pretrained weights the backbone always runs its batch norms in inference
+mode, also while fine-tuning (the known Keras trap: batch statistics of a few small photos
+would overwrite ImageNet's). `set_backbone_trainable` freezes the backbone (train the head)
+or unfreezes it, all of it or its last layers (fine-tune, with a lower learning rate).
+
+Importing this module imports Keras (and TensorFlow); the CLI imports it lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import keras
+from keras import layers
+
+from tfcnn.core.errors import ConfigError, ModelSpecError
+from tfcnn.models.backbone_specs import Backbone, backbone_of, weights_path
+
+_INITIALIZERS = ("kernel_initializer", "depthwise_initializer")
+
+
+def _why(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _reseed(network: keras.Model, seed: int) -> None:
+    """Redraw every kernel with its layer's own initializer, seeded per layer: keras.applications
+    draws from Keras's global seed generator, and tfcnn keeps no global random state."""
+    for index, layer in enumerate(network.layers):
+        kernel = getattr(layer, "kernel", None)
+        for attribute in _INITIALIZERS:
+            initializer = getattr(layer, attribute, None)
+            if kernel is None or initializer is None:
+                continue
+            config = keras.initializers.serialize(initializer)
+            if "seed" not in config.get("config", {}):
+                continue  # a constant initializer: nothing random to redraw
+            config["config"]["seed"] = seed * 100_000 + index
+            kernel.assign(keras.initializers.deserialize(config)(kernel.shape, kernel.dtype))
+            break
+
+
+def _make_backbone(backbone: Backbone, height: int, width: int, seed: int) -> keras.Model:
+    constructor = getattr(keras.applications, backbone.name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "weights for input shape ... not available"
+            network = constructor(include_top=False, weights=None,
+                                  input_shape=(height, width, 3))
+    except ValueError as exc:
+        raise ModelSpecError(f"--model keras:{backbone.name}: cannot be built for "
+                             f"{height}x{width} images ({_why(exc)})") from None
+    _reseed(network, seed)
+    return network
+
+
+@keras.saving.register_keras_serializable(package="tfcnn")
+class BackboneModel(keras.Model):
+    """A keras.applications backbone and a new head; `call` returns logits."""
+
+    def __init__(self, spec: str, image_shape: tuple[int, int, int] = (224, 224, 3),
+                 class_names: tuple[str, ...] | list[str] = (), seed: int = 0,
+                 preprocessing: str = "scale", dataset: str = "", precision: str = "float32",
+                 dropout: float = 0.2, frozen_statistics: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        entry = backbone_of(spec)
+        if not class_names:
+            raise ModelSpecError(f"--model {spec}: needs the class names (one logit each)")
+        if precision != "float32":
+            raise ConfigError(f"--precision {precision}: keras: backbones train in float32 "
+                              "only (mixed precision is for notation models)")
+        self.spec = self.notation = "keras:" + entry.name
+        self.image_shape = tuple(int(n) for n in image_shape)
+        self.class_names = tuple(class_names)
+        self.seed = seed
+        self.preprocessing = preprocessing
+        self.dataset = dataset
+        self.precision = precision
+        self.dropout_rate = dropout
+        # True: the backbone's batch norms always use their moving statistics (pretrained
+        # weights); False: they use batch statistics in training (a backbone from scratch).
+        self.frozen_statistics = frozen_statistics
+        self.family = entry.module
+        self.backbone = _make_backbone(entry, *self.image_shape[:2], seed)
+        self.gap = layers.GlobalAveragePooling2D(name="gap")
+        self.dropout = layers.Dropout(dropout, seed=seed * 1000 + 1, name="dropout")
+        self.logits = layers.Dense(len(self.class_names), name="logits",
+                                   kernel_initializer=keras.initializers.GlorotUniform(
+                                       seed=seed * 1000 + 2))
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        features = self.backbone.compute_output_shape((None, *self.image_shape[:2], 3))
+        self.gap.build(features)
+        self.logits.build((None, features[-1]))
+        self.built = True
+
+    def backbone_input(self, x: Any) -> Any:
+        """0-1 images (N, H, W, 1 or 3) as the backbone expects them."""
+        x = keras.ops.cast(x, "float32")
+        if x.shape[-1] == 1:
+            x = keras.ops.repeat(x, 3, axis=-1)
+        module = getattr(keras.applications, self.family)
+        return module.preprocess_input(x * 255.0)
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        backbone_training = bool(training) and not self.frozen_statistics
+        features = self.backbone(self.backbone_input(x), training=backbone_training)
+        return self.logits(self.dropout(self.gap(features), training=training))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "spec": self.spec,
+                "image_shape": list(self.image_shape), "class_names": list(self.class_names),
+                "seed": self.seed, "preprocessing": self.preprocessing, "dataset": self.dataset,
+                "precision": self.precision, "dropout": self.dropout_rate,
+                "frozen_statistics": self.frozen_statistics}
+
+
+def load_backbone_weights(model: BackboneModel, path: str | os.PathLike[str]) -> None:
+    """Load a weights file of the backbone alone (Keras's `.h5` ImageNet files, or what
+    `model.backbone.save_weights(...)` wrote); ModelSpecError when it is another network's."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one per layer it skips, before it raises
+            model.backbone.load_weights(os.fspath(path))
+    except Exception as exc:  # Keras raises ValueError, OSError, KeyError... for a bad file
+        raise ModelSpecError(f"--weights {os.fspath(path)}: does not fit {model.spec} "
+                             f"({_why(exc)})") from None
+
+
+def build_backbone_model(spec: str, image_shape: tuple[int, int, int],
+                         class_names: tuple[str, ...], seed: int, weights: str = "none",
+                         preprocessing: str = "scale", dataset: str = "", dropout: float = 0.2,
+                         name: str = "tfcnn", precision: str = "float32") -> BackboneModel:
+    """Create the model, built on `image_shape`, with the backbone's weights loaded from
+    `weights` ("imagenet": Keras's cache, "none": seeded random ones, or a file's path).
+    The backbone comes back trainable; `set_backbone_trainable` freezes it."""
+    path = weights_path(spec, weights)
+    model = BackboneModel(spec, image_shape, class_names, seed, preprocessing, dataset,
+                          precision, dropout, frozen_statistics=path is not None, name=name)
+    model.build((None, *model.image_shape))
+    if path is not None:
+        load_backbone_weights(model, path)
+    return model
+
+
+def set_backbone_trainable(model: BackboneModel, trainable: bool,
+                           fine_tune_layers: int | None = None) -> list[str]:
+    """Freeze the backbone (`trainable=False`: only the head trains) or unfreeze it: all of
+    it, or its last `fine_tune_layers` layers. With pretrained weights, batch norms stay
+    frozen (and in inference mode, see `BackboneModel.call`). Returns the names of the
+    backbone layers left trainable that hold weights.
+
+    The trainable variables change: the training step must be traced anew, with a new
+    optimizer (it holds one slot per variable it was built on).
+    """
+    backbone = model.backbone
+    backbone.trainable = trainable
+    for layer in backbone.layers:  # Keras 3.15 does not pass it on to a functional's layers
+        layer.trainable = trainable
+    if not trainable:
+        return []
+    weighted = [layer for layer in backbone.layers if layer.weights]
+    if fine_tune_layers is not None:
+        if fine_tune_layers < 0:
+            raise ConfigError(f"fine-tune layers {fine_tune_layers}: expected 0 or more")
+        for layer in weighted[:max(0, len(weighted) - fine_tune_layers)]:
+            layer.trainable = False
+    if model.frozen_statistics:
+        for layer in backbone.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.trainable = False
+    return [layer.name for layer in weighted if layer.trainable]
