@@ -92,3 +92,25 @@ def test_val_split_of_a_registered_dataset_comes_from_its_training_set():
     again = with_validation_split(data, 0.2, seed=4)
     assert np.array_equal(again.x_val, split.x_val)
     assert with_validation_split(data, None, seed=4) is data
+
+
+def test_a_data_dir_is_stored_absolute(tmp_path, monkeypatch):
+    import os
+
+    from tfcnn.data.source import absolute_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_data_dir("data") == str(tmp_path / "data")
+    assert absolute_data_dir("./a/../data/") == str(tmp_path / "data")
+    assert absolute_data_dir(tmp_path / "x") == str(tmp_path / "x")
+    assert absolute_data_dir("~/d") == os.path.join(os.path.expanduser("~"), "d")
+
+
+def test_an_explicit_data_dir_without_the_dataset_is_refused_before_training(tmp_path):
+    (tmp_path / "mnist").mkdir()  # the right sub-folder, but empty
+    config = TrainConfig(dataset="fashion_mnist", data_dir=str(tmp_path))
+    with pytest.raises(DatasetError, match=rf"^run/config\.json data_dir {tmp_path}: holds no "
+                       r"copy of fashion_mnist \(looked in "):
+        check_dataset_setting(config, data_dir_origin="run/config.json data_dir")
+    with pytest.raises(DatasetError, match=rf"^--data-dir {tmp_path}: holds no copy"):
+        load_training_data(config)

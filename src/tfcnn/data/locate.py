@@ -140,7 +140,7 @@ def _explicit_place(info: DatasetInfo, data_dir: str | os.PathLike[str], origin:
     root = Path(os.path.abspath(os.path.expanduser(os.fspath(data_dir))))
     label = f"{origin} {root}"
     if not root.is_dir():
-        raise DatasetError(f"{label}: no such folder")
+        raise DatasetError(f"{label}: no such directory")
     place = _data_dir_place(label, root, info)
     if not place.found:
         looked = ", ".join(str(p) for p in _data_dir_folders(root, info))
@@ -149,6 +149,17 @@ def _explicit_place(info: DatasetInfo, data_dir: str | os.PathLike[str], origin:
                            "holds them, or leave it out to search TFCNN_DATA_DIR, the caches "
                            "and then download")
     return place
+
+
+def check_data_dir(name: str | DatasetInfo, data_dir: str | os.PathLike[str],
+                   origin: str = "--data-dir") -> Path:
+    """The copy of the dataset in `data_dir` (existence only, nothing read), else DatasetError.
+
+    Lets a command refuse a folder without the dataset before it loads TensorFlow.
+    """
+    place = _explicit_place(_resolve(name), data_dir, origin)
+    assert place.path is not None
+    return place.path
 
 
 def _places(info: DatasetInfo, data_dir: str | os.PathLike[str] | None,
