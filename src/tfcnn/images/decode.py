@@ -6,11 +6,11 @@ EXIF orientation applied) or raises `ImageError` with one line naming the file. 
 - opens only regular files (a FIFO, socket or device such as /dev/zero is refused before it
   is read, so nothing can hang on it);
 - reads PNG, JPEG, BMP, GIF and WebP only (`FORMATS`), whatever the file's name;
-- caps what one decode may cost (`MAX_DECODE_BYTES`, pixels × bytes per pixel as Pillow
-  stores them), raising `ImageTooLarge` before the pixels are allocated: a 194 KB 16-bit PNG
-  of 9400×9400 px would otherwise cost about 3 GB. A JPEG over the cap is first decoded at
-  1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling: cheap, and still plenty for a model input),
-  so big photos still work;
+- caps what one decode may cost (`MAX_DECODE_BYTES`, pixels × 4 bytes: the RGBA or RGB copy
+  any image may need on its way to a model input), raising `ImageTooLarge` before the
+  pixels are allocated: a 194 KB 16-bit PNG of 9400×9400 px would otherwise cost 2-3 GB.
+  A JPEG over the cap is first decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling:
+  cheap, and still plenty for a model input), so big photos still work;
 - can decode a JPEG at reduced scale on purpose (`min_size`), never below that size: the
   folder loader and prediction pass the same `min_size` (`tfcnn.images.prepare`), so both
   see the same pixels.
@@ -36,11 +36,14 @@ from tfcnn.core.errors import TfcnnError
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 FORMATS_TEXT = "PNG, JPEG, BMP, GIF or WebP"
 MB = 1 << 20
-# What one decode may allocate for its pixels: 16 Mpx in colour (4032×3024, a 12 Mpx phone
-# photo, is 47 MB), 64 Mpx grey, 32 Mpx 16-bit grey; JPEGs up to 8× those sides via DCT
-# scaling. Measured (tests/test_images_decode.py): an RGBA PNG at the cap grows the process
-# by 146 MB on its way to a model input; issue 20's 16-bit 9400×9400 PNG is refused for
-# 2.4 MB, where decoding it took 2.3 GB.
+# What one decode may cost, counted as 4 bytes per pixel whatever the file holds: the RGBA or
+# RGB copy that any image (a grey or palette one too) may need on its way to a model input.
+# 64 MB: 16 megapixels (a 12 Mpx phone photo, 4032×3024, is 47 MB); JPEGs up to 8× those
+# sides via DCT scaling. Counting the decoded mode's own bytes instead (1 for grey or
+# palette) would let a 64-megapixel palette PNG with transparency grow to 640 MB as RGBA and
+# RGB. Measured (tests/test_images_decode.py), process growth for a PNG at the cap made an RGB
+# model input: 162 MB with palette and transparency, 146 RGBA, 124 16-bit grey, 82 grey;
+# issue 20's 16-bit 9400×9400 PNG is refused for 2.4 MB, where decoding it took 2.3 GB.
 MAX_DECODE_BYTES = 64 * MB
 _JPEG_SCALES = (1, 2, 4, 8)
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
@@ -55,18 +58,12 @@ class ImageTooLarge(ImageError):
     (the server answers 413 for it)."""
 
 
-def bytes_per_pixel(mode: str) -> int:
-    """The bytes Pillow allocates per pixel for an image of `mode` (3-band images take 4)."""
-    if mode in ("1", "L", "P"):
-        return 1
-    if mode in _SIXTEEN_BIT:
-        return 2
-    return 4
+WORKING_BYTES_PER_PIXEL = 4
 
 
-def decode_cost(size: tuple[int, int], mode: str) -> int:
-    """Bytes the decoded pixels of an image of `size` (W, H) and `mode` take."""
-    return size[0] * size[1] * bytes_per_pixel(mode)
+def decode_cost(size: tuple[int, int]) -> int:
+    """What decoding and converting an image of `size` (W, H) may cost, in bytes."""
+    return size[0] * size[1] * WORKING_BYTES_PER_PIXEL
 
 
 Source = str | bytes | os.PathLike[str] | BinaryIO
@@ -191,16 +188,16 @@ def _reduce_jpeg(image: Image.Image, label: str, min_size: tuple[int, int] | Non
     if min_size is not None:
         side = max(1, *min_size)
         request = (min(width, side), min(height, side))
-    if image.format == "JPEG" and decode_cost(request, image.mode) > MAX_DECODE_BYTES:
+    if image.format == "JPEG" and decode_cost(request) > MAX_DECODE_BYTES:
         for scale in _JPEG_SCALES[1:]:
             reduced = (math.ceil(width / scale), math.ceil(height / scale))
-            if decode_cost(reduced, image.mode) <= MAX_DECODE_BYTES:
+            if decode_cost(reduced) <= MAX_DECODE_BYTES:
                 break
         request = (min(request[0], max(1, width // scale)),
                    min(request[1], max(1, height // scale)))
     if image.format == "JPEG" and request != (width, height):
         image.draft(image.mode, request)
-    cost = decode_cost(image.size, image.mode)
+    cost = decode_cost(image.size)
     if cost > MAX_DECODE_BYTES:
         raise ImageTooLarge(f"{label}: image too large to decode ({width}×{height}, "
                             f"{math.ceil(cost / MB)} MB; the limit is {MAX_DECODE_BYTES // MB} MB)")
