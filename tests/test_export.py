@@ -170,8 +170,13 @@ def test_export_and_verify_round_trip_in_process(small_model_file, tmp_path):
         assert result["bytes"] == _disk_size(tmp_path / name)
         assert set(result["files"]) >= {result["path"]}
         np.testing.assert_allclose(verify_export(tmp_path / name, fmt, x), expected, atol=1e-5)
-    # Exporting again replaces the earlier export (a SavedModel folder too), leaving no temp files.
-    export_model(small_model_file, "saved_model", "none", tmp_path / "sm")
+    # Exporting again is refused without force (nothing is touched), then replaces the
+    # earlier export (a SavedModel folder too) with it, leaving no temp files.
+    before = (tmp_path / "m.tflite").read_bytes()
+    with pytest.raises(ConfigError, match="m.tflite: already exists .*--force"):
+        export_model(small_model_file, "tflite", "dynamic", tmp_path / "m.tflite")
+    assert (tmp_path / "m.tflite").read_bytes() == before
+    export_model(small_model_file, "saved_model", "none", tmp_path / "sm", force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "m.keras", "m.keras.labels.txt", "m.tflite", "m.tflite.labels.txt", "sm"]
 

@@ -18,9 +18,17 @@ import pytest
 from PIL import Image
 
 from support import digit_set, draw_digit, run_tfcnn
-from tfcnn import predict
 from tfcnn.core.errors import ConfigError
-from tfcnn.predict import expand_inputs, format_csv, format_table, predict_files
+from tfcnn.predict import expand_inputs, format_csv, format_table
+from tfcnn.predict import predict_files as predict_loaded
+from tfcnn.predict import run as predict_run
+
+
+def predict_files(model_file, paths, **options):
+    """predict_files on the model in `model_file`, loaded by the one loader."""
+    from tfcnn.models.loader import load_checked_model
+
+    return predict_loaded(load_checked_model(model_file), paths, **options)
 
 NAMES = tuple("abcdefghij")
 
@@ -47,8 +55,10 @@ def test_expand_inputs_files_folders_and_globs_in_order(tmp_path):
     _write_images(tmp_path / "glob", ["x2.gif", "x1.png", "y.png"])
     found = expand_inputs([str(tmp_path / "dir"), str(tmp_path / "glob" / "x*"), str(one),
                            str(tmp_path / "dir" / "a.PNG")])  # a duplicate: kept once
+    # A folder gives its images, then its sub-folders' (one sub-folder per class).
     assert found == [tmp_path / "dir" / "a.PNG", tmp_path / "dir" / "b.jpg",
-                     tmp_path / "dir" / "c.webp", tmp_path / "glob" / "x1.png",
+                     tmp_path / "dir" / "c.webp", tmp_path / "dir" / "sub" / "deep.bmp",
+                     tmp_path / "glob" / "x1.png",
                      tmp_path / "glob" / "x2.gif", one]
     recursive = expand_inputs([str(tmp_path / "dir" / "**" / "*.bmp")])
     assert recursive == [tmp_path / "dir" / "sub" / "deep.bmp"]
@@ -111,7 +121,7 @@ def small_model(tmp_path_factory) -> Path:
 
 def test_predict_files_keeps_order_across_batches_and_reports_bad_files(tmp_path, monkeypatch,
                                                                         small_model):
-    monkeypatch.setattr(predict, "BATCH_SIZE", 3)
+    monkeypatch.setattr(predict_run, "BATCH_SIZE", 3)
     good = _write_images(tmp_path, [f"d{i}.png" for i in range(7)])
     (tmp_path / "zero.png").write_bytes(b"")
     (tmp_path / "text.jpg").write_text("hello")
@@ -174,7 +184,8 @@ def _shift(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def test_tta_averages_the_prepared_image_and_its_one_pixel_shifts(tmp_path, small_model,
                                                                   capsys):
     from tfcnn.cli import main
-    from tfcnn.images.preprocess import load_image, prepare
+    from tfcnn.images.decode import load_image
+    from tfcnn.images.prepare import prepare
     from tfcnn.models.network import load_model, probabilities
 
     paths = _write_images(tmp_path, ["a.png", "b.jpg", "c.png"])

@@ -1,0 +1,197 @@
+"""The public API (tfcnn.train / open_run / Run, tfcnn.load / Classifier, Report, Prediction):
+names, lazy imports, training and resuming from Python, every input kind, bad inputs as
+`TfcnnError`, and agreement with the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tfcnn
+from support import draw_digit
+
+API_NAMES = ("train", "open_run", "Run", "load", "Classifier", "Prediction", "Report",
+             "Explanation", "datasets", "TfcnnError")
+
+
+def test_import_tfcnn_is_light_and_names_resolve_lazily():
+    code = ("import sys, tfcnn\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+            "names = dir(tfcnn)\n"
+            f"assert all(n in names for n in {API_NAMES!r}), names\n"
+            "tfcnn.TfcnnError, tfcnn.Prediction, tfcnn.train, tfcnn.Run, tfcnn.Report\n"
+            "assert 'tensorflow' not in sys.modules, 'a name imported TensorFlow'\n"
+            "print('light')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "light" in done.stdout, done.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tfcnn.nope  # noqa: B018
+    assert issubclass(tfcnn.ImageError, tfcnn.TfcnnError)
+    assert issubclass(tfcnn.RunDirError, tfcnn.TfcnnError)
+
+
+def test_every_public_name_has_a_docstring_with_an_example():
+    for name in ("train", "open_run", "load"):
+        assert "Example:" in getattr(tfcnn, name).__doc__, name
+    for cls in (tfcnn.Run, tfcnn.Classifier, tfcnn.Prediction, tfcnn.Report):
+        assert "Example:" in (cls.__doc__ or ""), cls
+    for method in ("predict", "probabilities", "evaluate", "explain", "export"):
+        assert "Example:" in getattr(tfcnn.Classifier, method).__doc__, method
+
+
+def test_bad_settings_fail_before_training(tmp_path):
+    with pytest.raises(tfcnn.ConfigError, match="bogus: unknown setting"):
+        tfcnn.train(bogus=1)
+    with pytest.raises(tfcnn.ConfigError, match="epochs: expected a positive integer"):
+        tfcnn.train(epochs=0)
+    with pytest.raises(tfcnn.TfcnnError, match="no such directory"):
+        tfcnn.train(data_dir=tmp_path / "missing", verbose=False)
+    with pytest.raises(tfcnn.RunDirError, match="not a tfcnn run directory"):
+        tfcnn.open_run(tmp_path)
+    with pytest.raises(tfcnn.RunDirError, match="no such run directory or model file"):
+        tfcnn.load(tmp_path / "nope.keras")
+
+
+@pytest.fixture(scope="module")
+def api_run(shared_datasets_dir, tmp_path_factory):
+    """One epoch of a small network on 1,024 MNIST images, trained through tfcnn.train with
+    a relative data_dir, and the epoch records its callback received."""
+    root = tmp_path_factory.mktemp("api")
+    records: list[dict] = []
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        relative = os.path.relpath(shared_datasets_dir, root)
+        run = tfcnn.train(dataset="mnist", data_dir=relative, model="8C3-P2-16C3-P2-D10",
+                          epochs=1, batch_size=64, limit_train=1024, limit_test=500, seed=3,
+                          out="run", on_epoch_end=records.append, verbose=False)
+    finally:
+        os.chdir(here)
+    return run, records, root
+
+
+@pytest.mark.slow
+def test_train_returns_a_run_with_config_metrics_and_history(api_run, shared_datasets_dir):
+    run, records, root = api_run
+    assert isinstance(run, tfcnn.Run) and run.path == Path("run")
+    run = tfcnn.open_run(root / "run")
+    assert run.config.epochs == 1 and run.config.seed == 3
+    # A relative data_dir is stored absolute, so the run works from any folder.
+    assert run.config.data_dir == str(shared_datasets_dir.resolve())
+    assert [r["epoch"] for r in run.history] == [1] == [r["epoch"] for r in records]
+    assert run.metrics["test_accuracy"] == run.history[-1]["test_accuracy"]
+    assert records[0]["images_per_second"] > 0
+    resumed = tfcnn.train(resume=root / "run", epochs=2, verbose=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    with pytest.raises(tfcnn.ConfigError, match="lr: not allowed with resume"):
+        tfcnn.train(resume=root / "run", lr=0.1)
+
+
+@pytest.mark.slow
+def test_classifier_predicts_every_input_kind_alike(api_run, tmp_path):
+    run, _, root = api_run
+    clf = tfcnn.open_run(root / "run").load()
+    assert isinstance(clf, tfcnn.Classifier)
+    assert clf.class_names == [str(i) for i in range(10)] and clf.image_shape == (28, 28, 1)
+    assert clf.keras_model(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)  # logits
+    image = draw_digit(3, canvas=(80, 60), size=50)
+    path = tmp_path / "three.png"
+    image.save(path)
+    pixels = np.asarray(image.convert("L"))
+    from_file, from_pil, from_array = (clf.predict(x, top_k=2)[0]
+                                       for x in (path, image, pixels))
+    assert isinstance(from_file, tfcnn.Prediction) and from_file.source == str(path)
+    assert from_file.top_k == from_pil.top_k == from_array.top_k
+    assert len(from_file.top_k) == 2 and from_file.label == from_file.top_k[0][0]
+    # A batch of arrays already of the input shape, uint8 or float, with preprocess=False:
+    # fed unchanged, so the probabilities are the Keras model's own.
+    batch = np.random.default_rng(0).integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
+    probs = clf.probabilities(batch, preprocess=False)
+    logits = np.asarray(clf.keras_model(batch.astype(np.float32) / 255.0))
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    np.testing.assert_allclose(clf.probabilities(batch / 255.0, preprocess=False), probs,
+                               atol=1e-6)
+    predictions = clf.predict([path, batch], preprocess=False)
+    assert [p.source for p in predictions] == [str(path), *(f"array[{i}]" for i in range(1, 6))]
+    assert [p.index for p in predictions[1:]] == probs.argmax(axis=1).tolist()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("bad", "message"), [
+    ("missing.png", "missing.png: no such file"),
+    ("text.png", "text.png: not a PNG, JPEG, BMP, GIF or WebP image"),
+    (np.zeros((5, 5, 7), np.uint8), "array[0]: expected an image array of shape"),
+    (np.zeros((28, 28), np.int16), "array[0]: expected uint8 pixels (0-255) or floats"),
+    (np.full((28, 28), 255.0), "array[0]: float values outside [0, 1]"),
+    (42, "inputs: expected a file path, a Pillow image, a numpy array"),
+    ([], "inputs: empty list"),
+])
+def test_bad_inputs_raise_one_line_tfcnn_errors(api_run, tmp_path, bad, message):
+    run, _, root = api_run
+    clf = tfcnn.load(root / "run")
+    (tmp_path / "text.png").write_text("not an image")
+    if isinstance(bad, str):
+        bad = tmp_path / bad
+    with pytest.raises(tfcnn.TfcnnError) as caught:
+        clf.predict(bad)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.slow
+def test_evaluate_report_equals_the_cli_json(api_run, tmp_path, capsys):
+    from matplotlib.figure import Figure
+
+    from tfcnn.cli import main
+
+    _, _, root = api_run
+    clf = tfcnn.load(root / "run")
+    report = clf.evaluate(report_dir=tmp_path / "report")
+    assert isinstance(report, tfcnn.Report)
+    assert report.confusion_matrix.shape == (10, 10)
+    assert report.confusion_matrix.sum() == 10_000  # the whole test set; limit_test is training's
+    assert report.accuracy == pytest.approx(np.trace(report.confusion_matrix) / 10_000)
+    assert len(report.per_class) == 10 and report.loss > 0
+    assert set(report.figures) == {"confusion_matrix", "worst_images", "training_curves"}
+    assert all(isinstance(f, Figure) for f in report.figures.values())
+    assert (tmp_path / "report" / "evaluation.json").is_file()
+    assert main(["evaluate", str(root / "run"), "--json", "--out", str(tmp_path / "cli")]) == 0
+    assert json.loads(capsys.readouterr().out) == report.to_dict()
+
+
+@pytest.mark.slow
+def test_export_writes_a_model_and_refuses_to_overwrite(api_run, tmp_path):
+    _, _, root = api_run
+    clf = tfcnn.load(root / "run")
+    out = clf.export(tmp_path / "m.tflite", format="tflite")
+    assert out == tmp_path / "m.tflite" and out.stat().st_size > 0
+    with pytest.raises(tfcnn.ConfigError, match="already exists"):
+        clf.export(out, format="tflite")
+    assert clf.export(out, format="tflite", quantize="dynamic", force=True) == out
+
+
+def test_prediction_from_probabilities_and_its_json_form():
+    p = tfcnn.Prediction.from_probabilities([0.2, 0.5, 0.3], ["a", "b", "c"], top_k=5,
+                                            source="x.png")
+    assert (p.label, p.index, p.probability) == ("b", 1, 0.5)
+    assert p.top_k == [("b", 0.5), ("c", 0.3), ("a", 0.2)]
+    assert p.to_dict() == {"file": "x.png", "label": "b", "index": 1, "probability": 0.5,
+                           "top_k": [{"label": "b", "probability": 0.5},
+                                     {"label": "c", "probability": 0.3},
+                                     {"label": "a", "probability": 0.2}]}
+
+
+def test_pillow_images_of_any_mode_are_accepted(tmp_path):
+    from tfcnn.predict.inputs import model_inputs
+
+    images = [Image.new(mode, (40, 30)) for mode in ("L", "RGB", "RGBA", "P", "I;16")]
+    batch, sources = model_inputs(images, "scale", (12, 10, 3))
+    assert batch.shape == (5, 12, 10, 3) and batch.dtype == np.float32
+    assert sources == [f"image[{i}]" for i in range(5)]
