@@ -234,3 +234,21 @@ def test_an_image_at_the_cap_costs_a_few_times_the_cap(tmp_path, bit_depth, colo
     assert done.returncode == 0, done.stderr
     growth_mb = float(done.stdout)
     assert growth_mb < 3 * (MAX_DECODE_BYTES >> 20), f"peak memory grew by {growth_mb:.0f} MB"
+
+
+def test_a_jpeg_reduced_for_the_model_still_respects_the_cap(tmp_path, monkeypatch):
+    """`min_size` asks for at least max(H, W) per side; the cap may ask for more reduction."""
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (800, 800), (200, 100, 50)).save(path)
+    monkeypatch.setattr(decode, "MAX_DECODE_BYTES", 50_000)  # 1/8: 100×100×4 = 40,000 B
+    assert load_image(path, min_size=(300, 300)).size == (100, 100)
+    assert decode_for_model(path, 300, 300, 3).shape == (300, 300, 3)
+
+
+def test_a_multi_picture_jpeg_is_reduced_as_a_jpeg(tmp_path, monkeypatch):
+    path = tmp_path / "camera.jpg"  # many cameras write MPO: JPEG pictures one after another
+    first, second = Image.new("RGB", (800, 600), "red"), Image.new("RGB", (800, 600), "blue")
+    first.save(path, "MPO", save_all=True, append_images=[second])
+    assert load_image(path, min_size=(28, 28)).size == (100, 75)
+    monkeypatch.setattr(decode, "MAX_DECODE_BYTES", 500_000)
+    assert load_image(path).size == (400, 300)  # 1/2: 480,000 B

@@ -46,6 +46,9 @@ MB = 1 << 20
 # issue 20's 16-bit 9400×9400 PNG is refused for 2.4 MB, where decoding it took 2.3 GB.
 MAX_DECODE_BYTES = 64 * MB
 _JPEG_SCALES = (1, 2, 4, 8)
+# Pillow calls a JPEG holding several pictures (many phones and cameras write them) "MPO";
+# its first picture decodes, and scales, as any JPEG.
+_JPEG_FORMATS = ("JPEG", "MPO")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -188,19 +191,20 @@ def _reduce_jpeg(image: Image.Image, label: str, min_size: tuple[int, int] | Non
     if min_size is not None:
         side = max(1, *min_size)
         request = (min(width, side), min(height, side))
-    if image.format == "JPEG" and decode_cost(request) > MAX_DECODE_BYTES:
+    is_jpeg = image.format in _JPEG_FORMATS
+    if is_jpeg and decode_cost((width, height)) > MAX_DECODE_BYTES:
         for scale in _JPEG_SCALES[1:]:
             reduced = (math.ceil(width / scale), math.ceil(height / scale))
             if decode_cost(reduced) <= MAX_DECODE_BYTES:
                 break
         request = (min(request[0], max(1, width // scale)),
                    min(request[1], max(1, height // scale)))
-    if image.format == "JPEG" and request != (width, height):
+    if is_jpeg and request != (width, height):
         image.draft(image.mode, request)
-    cost = decode_cost(image.size)
-    if cost > MAX_DECODE_BYTES:
-        raise ImageTooLarge(f"{label}: image too large to decode ({width}×{height}, "
-                            f"{math.ceil(cost / MB)} MB; the limit is {MAX_DECODE_BYTES // MB} MB)")
+    if decode_cost(image.size) > MAX_DECODE_BYTES:
+        cost = math.ceil(decode_cost((width, height)) / MB)
+        raise ImageTooLarge(f"{label}: image too large to decode ({width}×{height}, {cost} MB; "
+                            f"the limit is {MAX_DECODE_BYTES // MB} MB)")
 
 
 def flatten(image: Image.Image, mode: str) -> Image.Image:
