@@ -1,4 +1,4 @@
-"""Image decoding and MNIST-style preprocessing (tfcnn.images.preprocess): no TensorFlow, fast.
+"""Image decoding and MNIST-style preprocessing (tfcnn.images: decode, digits, prepare): fast.
 
 The helpers at the top draw digits the way people hand them to a classifier: large, dark on
 light, off centre, a little rotated, printed (Pillow's scalable default font) or drawn with
@@ -16,7 +16,9 @@ from PIL import Image, ImageDraw
 
 from support import digit_set, draw_digit
 from tfcnn.core.errors import TfcnnError
-from tfcnn.images.preprocess import ImageError, load_image, mnist_style, prepare, resize_only
+from tfcnn.images.decode import ImageError, load_image
+from tfcnn.images.digits import mnist_style
+from tfcnn.images.prepare import prepare, resize_only
 
 
 def _save(image: Image.Image, path: Path, **options) -> Path:
