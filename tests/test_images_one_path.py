@@ -21,6 +21,7 @@ from tfcnn.images.prepare import (
     resize_only,
     to_pixels,
 )
+from tfcnn.predict import model_inputs
 
 
 def _scene(height: int, width: int, seed: int) -> np.ndarray:
@@ -73,6 +74,9 @@ def test_training_pixels_are_what_prediction_feeds(tmp_path, size, channels):
         assert fed.dtype == np.float32 and fed.shape == shape
         np.testing.assert_array_equal(fed, trained.astype(np.float32) / np.float32(255))
         np.testing.assert_array_equal(upload, fed)
+        # `tfcnn predict` and `Classifier.predict` prepare their inputs with model_inputs.
+        batch, _ = model_inputs([str(path), path], "scale", shape)
+        np.testing.assert_array_equal(batch, np.stack([fed, fed]))
         np.testing.assert_array_equal(decode_for_model(path, *shape), trained)
         # Digit models' --no-preprocess gives the same pixels too.
         np.testing.assert_array_equal(model_input(path, "mnist", shape, preprocess=False), fed)
