@@ -145,12 +145,42 @@ def test_errors_name_the_field_and_what_was_expected(client):
 
     assert error(b'{"instances": [[[0.5, true]]]}') == (
         "instances[0][0][1]: Input should be a valid number (got true)")
-    assert error(b'{"instances": [[[0.5, 2]]]}') == (
-        "instances[0][0][1]: Input should be less than or equal to 1 (got 2)")
+    assert error(b'{"instances": [[[0.5, true, false]]]}') == (
+        "instances[0][0][1]: Input should be a valid number (got true) (and 1 more bad value)")
     assert error(b'{"instances": [[[0.5, 0.5]]]}') == (
         "instances: expected images of shape 28×28×1 or 28×28, got 1×2×1")
     assert error(b'{"instances": [[[0.5, ').startswith("JSON Parse error: ")
     assert error(b"{}") == "Missing 'inputs' or 'instances' key"
+
+
+def pixels_0_255(n: int = 1) -> np.ndarray:
+    return np.rint(images(n) * 255)
+
+
+@pytest.mark.parametrize("form", ["instances", "inputs", "with a boolean"])
+def test_0_255_pixels_get_the_hint_to_scale_and_a_count_of_values(client, form):
+    batch = pixels_0_255(2)
+    batch[0, 0, 0, 0], batch[1, 5, 5, 0] = 255, 0.5  # 2×784 - 1 values over 1 (0 is fine)
+    over = int((batch > 1).sum())
+    body = {"instances": batch.tolist()} if form != "inputs" else {"inputs": batch.tolist()}
+    if form == "with a boolean":  # the strict (pydantic) path counts values too
+        body["instances"][1][27][27] = [True]
+    error = client.post(f"/v1/models/{NAME}:predict", json=body).json()["error"]
+    assert "scale 0-255 pixels by 1/255" in error, error
+    assert "problem" not in error and "\n" not in error
+    if form != "with a boolean":
+        where = "instances" if form == "instances" else "inputs"
+        assert error == (f"{where}: {over:,} values outside [0, 1], the first "
+                         f"{where}[0][0][0][0] = 255 (scale 0-255 pixels by 1/255)")
+
+
+def test_a_value_out_of_range_names_itself_and_no_hint_when_not_pixels(client):
+    batch = images(1)
+    batch[0, 3, 4, 0] = -0.5
+    answer = client.post(f"/v1/models/{NAME}:predict", json={"instances": batch[..., 0].tolist()})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == ("instances: 1 value outside [0, 1], the first "
+                                      "instances[0][3][4] = -0.5 (expected pixels in [0, 1])")
 
 
 def test_unknown_model_or_version_is_404(client):

@@ -3,6 +3,9 @@ serving APIs) and running it with uvicorn until SIGINT or SIGTERM.
 
 `create_app` builds the app for one model; `BackgroundServer` runs an app on a socket in a
 thread (`run_server` uses it, and so do the tests); `run_server` is what the CLI calls.
+The server is uvicorn with httptools and (where installed) uvloop, behind
+`serve.protocol`'s read deadlines; what makes it fast is measured in docs/benchmarks.md
+("Serving speed").
 The docs pages (`/docs`, `/redoc`) use Swagger UI and ReDoc files shipped in a Python
 package (fastapi-offline), like the drawing page's files: nothing is fetched from a CDN.
 """
@@ -18,13 +21,13 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Query, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, FastAPI, File, Query, UploadFile
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -32,11 +35,13 @@ from tfcnn import __version__
 from tfcnn.core.errors import ConfigError
 from tfcnn.serve import kserve, tfserving
 from tfcnn.serve.batching import MicroBatcher
+from tfcnn.serve.fastlane import PredictLane
 from tfcnn.serve.http import (
     ERRORS,
     AccessLogMiddleware,
     BodyLimitMiddleware,
     install_error_handlers,
+    json_response,
 )
 from tfcnn.serve.model import (
     ServedModel,
@@ -45,6 +50,8 @@ from tfcnn.serve.model import (
     from_keras,
     png_data_url,
 )
+from tfcnn.serve.offload import Offloader
+from tfcnn.serve.protocol import BODY_TIMEOUT, HEADER_TIMEOUT, protocol_class
 from tfcnn.serve.schemas import InferRequest, ModelInfo, Prediction, PredictRequest
 
 log = logging.getLogger("tfcnn.serve")
@@ -54,12 +61,27 @@ BATCH_WINDOW_MS = 2.0  # how long a batch waits for more requests: small next to
 MAX_BATCH = 64  # images per model call: past this, batching gains little on a CPU
 
 
+RouterFactory = Callable[[ServedModel], APIRouter]
+
+
+def default_routers() -> list[RouterFactory]:
+    """Routers other parts of tfcnn add to the app (the explain page's, once it exists)."""
+    try:
+        from tfcnn.serve import explain_route  # type: ignore[attr-defined]
+    except ImportError:
+        return []
+    return [explain_route.router]
+
+
 def create_app(model: Any, name: str, *, max_body_bytes: int = int(MAX_BODY_MB * 2**20),
-               batch_window_ms: float = BATCH_WINDOW_MS, max_batch: int = MAX_BATCH) -> FastAPI:
+               batch_window_ms: float = BATCH_WINDOW_MS, max_batch: int = MAX_BATCH,
+               extra_routers: Iterable[RouterFactory] | None = None) -> FastAPI:
     """The app serving `model` as `name`: a tfcnn Keras model, or a `ServedModel` (which
-    keeps its own name)."""
+    keeps its own name). `extra_routers` (default: `default_routers()`) are called with the
+    `ServedModel` and their routes added."""
     served = model if isinstance(model, ServedModel) else from_keras(model, name)
     batcher = MicroBatcher(served.predict, max_batch=max_batch, window_ms=batch_window_ms)
+    offloader = Offloader()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +89,7 @@ def create_app(model: Any, name: str, *, max_body_bytes: int = int(MAX_BODY_MB *
         try:
             yield
         finally:
+            offloader.close()
             await batcher.close()
 
     app = FastAPIOffline(title="tfcnn serve", version=__version__, lifespan=lifespan,
@@ -76,6 +99,9 @@ def create_app(model: Any, name: str, *, max_body_bytes: int = int(MAX_BODY_MB *
     app.state.served, app.state.batcher = served, batcher
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    # The hot path, v1 :predict, skips FastAPI's routing (serve.fastlane).
+    app.add_middleware(PredictLane, served=served, batcher=batcher, offloader=offloader,
+                       max_body_bytes=max_body_bytes)
     app.add_middleware(AccessLogMiddleware)  # added last: outermost, so it sees every answer
     static = files("tfcnn.serve") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
@@ -107,21 +133,24 @@ def create_app(model: Any, name: str, *, max_body_bytes: int = int(MAX_BODY_MB *
                                                   "list, most likely first")] = 3,
                       include_image: Annotated[bool, Query(description="add the model's "
                                                            "input as a PNG data URL")] = False
-                      ) -> JSONResponse:
-        from tfcnn.predict import prediction
+                      ) -> Response:
+        from tfcnn.predict.run import prediction
 
         filename = file.filename or "upload"
         data = await file.read()
-        # Decoding and the MNIST-style preprocessing are numpy/Pillow work: off the loop.
+        # Decoding and the MNIST-style preprocessing are numpy/Pillow work: off the loop,
+        # at most `DECODE_SLOTS` at once (an image too large to decode is a 413).
         image = await asyncio.to_thread(served.prepare_upload, data, filename)
         probs = await batcher.run(image[None])
         result = prediction(filename, probs[0], list(served.class_names), top_k)
         if include_image:
             result["image"] = png_data_url(image)
-        return JSONResponse(result)
+        return json_response(result)
 
-    app.include_router(tfserving.router(served, batcher, max_body_bytes))
-    app.include_router(kserve.router(served, batcher, max_body_bytes))
+    app.include_router(tfserving.router(served, batcher, max_body_bytes, offloader))
+    app.include_router(kserve.router(served, batcher, max_body_bytes, offloader))
+    for make_router in default_routers() if extra_routers is None else extra_routers:
+        app.include_router(make_router(served))
 
     base_openapi = app.openapi
 
@@ -164,15 +193,17 @@ class BackgroundServer:
     it to finish the requests in flight and waits. Also a context manager."""
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0,
-                 shutdown_timeout: float = 10.0) -> None:
+                 shutdown_timeout: float = 10.0, header_timeout: float = HEADER_TIMEOUT,
+                 body_timeout: float = BODY_TIMEOUT) -> None:
         import uvicorn
 
         self.socket = bind_socket(host, port)
         bound = self.socket.getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         self.url = f"http://{shown}:{bound[1]}"
-        config = uvicorn.Config(app, loop="asyncio", http="h11", lifespan="on",
-                                access_log=False, log_config=None,
+        config = uvicorn.Config(app, loop=_event_loop(), lifespan="on",
+                                http=protocol_class(header_timeout, body_timeout),
+                                access_log=False, log_config=None, timeout_keep_alive=5,
                                 timeout_graceful_shutdown=shutdown_timeout)
         self.server = uvicorn.Server(config)
         # uvicorn installs no signal handlers outside the main thread: the caller decides.
@@ -205,6 +236,15 @@ class BackgroundServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _event_loop() -> str:
+    """uvloop where it is installed (Linux and macOS), else asyncio's own loop."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
 
 
 def _log_to_stderr() -> None:

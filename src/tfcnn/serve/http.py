@@ -19,11 +19,13 @@ import time
 import zlib
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tfcnn.serve.batching import BatcherClosed
@@ -58,6 +60,15 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def json_response(content: Any) -> Response:
+    """A 200 JSON answer serialised by orjson (~1 µs for one row of probabilities, against
+    ~15 µs for JSONResponse's json.dumps with its checks): the predict routes' answer."""
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+RANGE_ERRORS = ("less_than_equal", "greater_than_equal")
+
+
 def describe_validation_errors(errors: list[Any]) -> str:
     """One line for pydantic's or FastAPI's error list: where, and what was expected."""
     if not errors:
@@ -83,9 +94,23 @@ def describe_validation_errors(errors: list[Any]) -> str:
     if kind in ("float_type", "finite_number", "less_than_equal", "greater_than_equal",
                 "int_type", "bool_type", "string_type", "list_type", "dict_type"):
         message += f" (got {_short(error.get('input'))})"
-    others = len(errors) - 1
-    more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
+    if kind in RANGE_ERRORS:
+        message += f"; {_range_hint(errors)}"
+    # One value can fail several checks (or union branches): count the values.
+    others = len({tuple(e.get("loc", ())) for e in errors} - {tuple(error.get("loc", ()))})
+    more = f" (and {others:,} more bad value{'s' if others > 1 else ''})" if others else ""
     return f"{where or 'request'}: {message}{more}"
+
+
+def hint(high: float) -> str:
+    """What to do about pixels outside [0, 1], given the largest one."""
+    return "scale 0-255 pixels by 1/255" if 1 < high <= 255 else "expected pixels in [0, 1]"
+
+
+def _range_hint(errors: list[Any]) -> str:
+    values = [e.get("input") for e in errors if e.get("type") in RANGE_ERRORS]
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return hint(max(numbers, default=0.0))
 
 
 def _short(value: Any) -> str:
@@ -113,6 +138,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BatcherClosed)
     async def closing(request: Request, exc: BatcherClosed) -> JSONResponse:
         return error_response(503, str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client left while sending its request: nothing to answer, nothing broken.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:

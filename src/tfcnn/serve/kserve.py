@@ -11,17 +11,18 @@ sends by default. A request body may be gzip- or deflate-compressed.
 # No `from __future__ import annotations` here: FastAPI reads the routes' parameter types
 # at run time, and some are local to `router()`.
 
-import json
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Path, Request, Response
-from fastapi.responses import JSONResponse
 
 from tfcnn import __version__
 from tfcnn.serve.batching import MicroBatcher
-from tfcnn.serve.http import ERRORS, ApiError, read_body
-from tfcnn.serve.model import INPUT_NAME, OUTPUT_NAME, ServedModel
+from tfcnn.serve.http import ERRORS, ApiError, json_response, read_body
+from tfcnn.serve.inputs import INPUT_NAME, OUTPUT_NAME, decode_infer
+from tfcnn.serve.model import ServedModel
+from tfcnn.serve.offload import Offloader
 from tfcnn.serve.schemas import (
     InferRequest,
     InferResponse,
@@ -51,52 +52,6 @@ def _split(body: bytes, header: str | None) -> tuple[bytes, bytes]:
     return body[:int(text)], body[int(text):]
 
 
-def decode_inputs(served: ServedModel, request: InferRequest, binary: bytes) -> np.ndarray:
-    """The request's one input tensor as an N×H×W×C float32 batch, or a 400."""
-    if len(request.inputs) != 1:
-        raise ApiError(400, f"expected 1 input tensor ({INPUT_NAME!r}), got "
-                            f"{len(request.inputs)}")
-    tensor = request.inputs[0]
-    if tensor.name != INPUT_NAME:
-        raise ApiError(400, f"unexpected inference input {tensor.name!r} for model "
-                            f"{served.name!r} (its input is {INPUT_NAME!r})")
-    if tensor.datatype != "FP32":
-        raise ApiError(400, f"input {INPUT_NAME!r}: datatype {tensor.datatype!r}, expected "
-                            "'FP32'")
-    shape = tuple(tensor.shape)
-    if len(shape) == 3 and served.image_shape[2] == 1:
-        shape = (*shape, 1)
-    if len(shape) != 4 or shape[1:] != served.image_shape or shape[0] < 1:
-        expected = [-1, *served.image_shape]
-        raise ApiError(400, f"input {INPUT_NAME!r}: shape {list(tensor.shape)}, expected "
-                            f"{expected} with N >= 1")
-    count = int(np.prod(shape))
-    size = tensor.parameters.binary_data_size if tensor.parameters else None
-    if size is not None:
-        if tensor.data is not None:
-            raise ApiError(400, f"input {INPUT_NAME!r}: both data and binary_data_size")
-        if size != 4 * count or len(binary) != size:
-            raise ApiError(400, f"input {INPUT_NAME!r}: shape {list(tensor.shape)} needs "
-                                f"{4 * count} bytes of FP32; binary_data_size is {size} "
-                                f"and the body has {len(binary)} bytes after the JSON")
-        values: Any = np.frombuffer(binary, dtype="<f4").reshape(shape)
-    else:
-        if binary:
-            raise ApiError(400, f"{len(binary)} bytes after the JSON but no input has "
-                                "binary_data_size")
-        if tensor.data is None:
-            raise ApiError(400, f"input {INPUT_NAME!r}: no data (nor binary_data_size)")
-        try:
-            flat = np.asarray(tensor.data, dtype=np.float32).ravel()
-        except ValueError as exc:
-            raise ApiError(400, f"input {INPUT_NAME!r}: data nested unevenly") from exc
-        if flat.size != count:
-            raise ApiError(400, f"input {INPUT_NAME!r}: {flat.size} values for shape "
-                                f"{list(tensor.shape)}, which needs {count}")
-        values = flat.reshape(shape)
-    return served.as_batch(values, f"input {INPUT_NAME!r}")
-
-
 def encode_outputs(served: ServedModel, request: InferRequest, probs: np.ndarray) -> Response:
     """The response, JSON or (if any output asks for binary data) JSON then bytes."""
     default_binary = bool(request.parameters and request.parameters.binary_data_output)
@@ -124,13 +79,14 @@ def encode_outputs(served: ServedModel, request: InferRequest, probs: np.ndarray
     if request.id is not None:
         answer["id"] = request.id
     if not binary:
-        return JSONResponse(answer)
-    header = json.dumps(answer, separators=(",", ":")).encode()
+        return json_response(answer)
+    header = orjson.dumps(answer)
     return Response(header + payload, media_type="application/octet-stream",
                     headers={HEADER_LENGTH: str(len(header))})
 
 
-def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int) -> APIRouter:
+def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int,
+           offloader: Offloader) -> APIRouter:
     api = APIRouter(tags=["Open Inference Protocol v2 (KServe, Triton)"])
     Name = Annotated[str, Path(description=f"the model's name (this server serves "
                                            f"{served.name!r})", examples=[served.name],
@@ -157,10 +113,10 @@ def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int) -> A
         check(name, version)
         body = await read_body(request, max_body_bytes)
         header, binary = _split(body, request.headers.get(HEADER_LENGTH))
-        if not header.strip():
-            raise ApiError(400, "request body is empty: expected a JSON inference request")
-        parsed = InferRequest.model_validate_json(header)  # ValidationError → 400
-        probs = await batcher.run(decode_inputs(served, parsed, binary))
+        # JSON tensor data can be megabytes: decoded off the event loop (serve.offload).
+        batch, parsed = await offloader.run(len(header), decode_infer, header, binary,
+                                            served.spec, served.name)
+        probs = await batcher.run(batch)
         return encode_outputs(served, parsed, probs)
 
     @api.get("/v2", response_model=ServerMetadataResponse, summary="Server metadata")

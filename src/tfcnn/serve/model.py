@@ -1,18 +1,26 @@
 """The model being served: what the APIs say about it, its batch predict function, and the
 checks that turn a client's numbers or image file into a batch it can take.
 
-The predict function is a `tf.function` with a batch-free input signature, traced once at
-start (the warm-up call), so batches of any size run as one graph call instead of Keras's
-eager per-layer dispatch, and the first client does not pay for the tracing.
+The predict function is the concrete function of a `tf.function` with a batch-free input
+signature, traced once at start, so batches of any size run as one graph call instead of
+Keras's eager per-layer dispatch, and the first client does not pay for the tracing. Calling
+the concrete function directly skips `tf.function`'s argument binding and cache lookup
+(docs/benchmarks.md, "Serving speed").
+
+Image uploads are decoded by `tfcnn.images` (which refuses decompression bombs with
+`ImageTooLarge`: a 413 here); `decode_slots` bounds how many decode at once, so concurrent
+large uploads cannot multiply the memory one decode may take.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
 import re
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +28,18 @@ import numpy as np
 from PIL import Image
 
 from tfcnn.core.errors import ConfigError, TfcnnError
-from tfcnn.images.preprocess import PREPROCESSINGS, load_image, prepare
+from tfcnn.images.preprocess import PREPROCESSINGS, ImageTooLarge, load_image, prepare
 from tfcnn.serve.http import ApiError
+from tfcnn.serve.inputs import INPUT_NAME, OUTPUT_NAME, InputSpec
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServedModel", "check_name", "default_name",
+           "from_keras", "png_data_url"]
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 CHUNK = 256  # images per graph call: bounds memory for a request with thousands of images
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
+# Uploads decoding at once: one per core. Each may take up to the decoder's cap
+# (tfcnn.images.decode.MAX_DECODE_BYTES) plus its conversion; more at once only queue.
+DECODE_SLOTS = max(1, min(4, os.cpu_count() or 1))
 
 
 def default_name(model_file: Path) -> str:
@@ -52,44 +65,37 @@ class ServedModel:
     dataset: str
     predict: Callable[[np.ndarray], np.ndarray]  # N×H×W×C float32 → N×classes float32
     version: str = "1"
+    keras_model: Any = None  # the Keras model `predict` runs, when served from one
+    decode_slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(DECODE_SLOTS), compare=False,
+        repr=False)
+
+    @property
+    def spec(self) -> InputSpec:
+        return InputSpec(self.image_shape)
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
     def shape_text(self) -> str:
-        h, w, c = self.image_shape
-        return f"{h}×{w}×{c}" + (f" or {h}×{w}" if c == 1 else "")
+        return self.spec.shape_text()
 
     def as_batch(self, values: Any, where: str) -> np.ndarray:
         """`values` (nested lists or an array) as an N×H×W×C float32 batch, N ≥ 1, or a 400."""
-        try:
-            batch = np.asarray(values, dtype=np.float32)
-        except (ValueError, TypeError) as exc:
-            raise ApiError(400, f"{where}: images of different shapes or nested unevenly "
-                                f"(expected each {self.shape_text()})") from exc
-        if batch.ndim == 3 and self.image_shape[2] == 1:
-            batch = batch[..., np.newaxis]
-        if batch.ndim != 4 or batch.shape[1:] != self.image_shape:
-            got = "×".join(str(n) for n in batch.shape[1:]) or "a flat list"
-            raise ApiError(400, f"{where}: expected images of shape {self.shape_text()}, "
-                                f"got {got}")
-        if len(batch) == 0:
-            raise ApiError(400, f"{where}: no images")
-        if not np.isfinite(batch).all():
-            raise ApiError(400, f"{where}: NaN or infinite values")
-        if batch.min() < 0 or batch.max() > 1:
-            raise ApiError(400, f"{where}: values outside [0, 1] (scale 0-255 pixels by "
-                                "1/255)")
-        return batch
+        return self.spec.as_batch(values, where)
 
     def prepare_upload(self, data: bytes, filename: str) -> np.ndarray:
-        """An uploaded image file as the model's H×W×C input (as `tfcnn predict` makes it)."""
+        """An uploaded image file as the model's H×W×C input (as `tfcnn predict` makes it);
+        blocks while `decode_slots` other uploads are decoding. Call it off the event loop."""
         if not data:
             raise ApiError(400, f"{filename}: empty file (0 bytes)")
         try:
-            image = load_image(io.BytesIO(data), name=filename)
-            return prepare(image, self.preprocessing, self.image_shape)
+            with self.decode_slots:
+                image = load_image(io.BytesIO(data), name=filename)
+                return prepare(image, self.preprocessing, self.image_shape)
+        except ImageTooLarge as exc:
+            raise ApiError(413, str(exc)) from exc
         except TfcnnError as exc:
             raise ApiError(400, str(exc)) from exc
         except (OSError, ValueError) as exc:  # e.g. a mode Pillow cannot convert
@@ -109,7 +115,7 @@ def from_keras(model: Any, name: str) -> ServedModel:
     import tensorflow as tf
 
     from tfcnn.models.network import probabilities
-    from tfcnn.predict import class_names
+    from tfcnn.predict.run import class_names
 
     preprocessing = getattr(model, "preprocessing", "scale")
     if preprocessing not in PREPROCESSINGS:
@@ -119,7 +125,7 @@ def from_keras(model: Any, name: str) -> ServedModel:
         raise ConfigError(f"model: input shape {shape} is not H×W×1 or H×W×3")
     image_shape = (shape[0], shape[1], shape[2])
     graph = tf.function(lambda x: probabilities(model, x), input_signature=[
-        tf.TensorSpec((None, *image_shape), tf.float32)])
+        tf.TensorSpec((None, *image_shape), tf.float32)]).get_concrete_function()
 
     def predict(batch: np.ndarray) -> np.ndarray:
         parts = [graph(batch[i:i + CHUNK]).numpy() for i in range(0, len(batch), CHUNK)]
@@ -128,4 +134,5 @@ def from_keras(model: Any, name: str) -> ServedModel:
     n_classes = predict(np.zeros((1, *image_shape), np.float32)).shape[1]
     return ServedModel(name=check_name(name), class_names=tuple(class_names(model, n_classes)),
                        image_shape=image_shape, preprocessing=preprocessing,
-                       dataset=str(getattr(model, "dataset", "")), predict=predict)
+                       dataset=str(getattr(model, "dataset", "")), predict=predict,
+                       keras_model=model)

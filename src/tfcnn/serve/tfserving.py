@@ -12,20 +12,19 @@ The answers have TensorFlow Serving's shapes, so its clients and tutorials work 
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Request, Response
 
 from tfcnn.serve.batching import MicroBatcher
-from tfcnn.serve.http import ERRORS, ApiError, read_body
-from tfcnn.serve.model import INPUT_NAME, OUTPUT_NAME, ServedModel
+from tfcnn.serve.http import ERRORS, ApiError, json_response, read_body
+from tfcnn.serve.inputs import INPUT_NAME, OUTPUT_NAME, SIGNATURE, decode_predict
+from tfcnn.serve.model import ServedModel
+from tfcnn.serve.offload import Offloader
 from tfcnn.serve.schemas import (
     ModelMetadataResponse,
     ModelStatusResponse,
-    PredictRequest,
     PredictResponse,
 )
 
-SIGNATURE = "serving_default"
 # The predict body is read by hand, not by FastAPI: TensorFlow Serving takes JSON whatever the
 # Content-Type (curl -d sends a form's type), and FastAPI would not parse that as JSON.
 PREDICT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
@@ -38,7 +37,8 @@ def _tensor_info(name: str, dims: list[int]) -> dict[str, Any]:
                              "unknown_rank": False}}
 
 
-def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int) -> APIRouter:
+def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int,
+           offloader: Offloader) -> APIRouter:
     api = APIRouter(tags=["TensorFlow Serving REST API (v1)"])
     name_doc = f"the model's name (this server serves {served.name!r})"
     Name = Annotated[str, Path(description=name_doc, examples=[served.name],
@@ -68,31 +68,16 @@ def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int) -> A
                                "version": served.version},
                 "metadata": {"signature_def": {"signature_def": {SIGNATURE: signature}}}}
 
-    async def predict(name: str, version: str | None, request: Request) -> JSONResponse:
+    spec = served.spec
+
+    async def predict(name: str, version: str | None, request: Request) -> Response:
         check(name, version)
         raw = await read_body(request, max_body_bytes)
-        if not raw.strip():
-            raise ApiError(400, "request body is empty: expected a JSON object with "
-                                "'instances' or 'inputs'")
-        body = PredictRequest.model_validate_json(raw)  # ValidationError → 400
-        if body.signature_name not in (None, "", SIGNATURE):
-            raise ApiError(400, f'Serving signature name: "{body.signature_name}" not found '
-                                f'in signature def (the one signature is "{SIGNATURE}")')
-        if (body.instances is None) == (body.inputs is None):
-            raise ApiError(400, "Missing 'inputs' or 'instances' key" if body.instances is None
-                           else "'instances' and 'inputs' cannot both be given")
-        if body.instances is not None:
-            values, where, key = body.instances, "instances", "predictions"
-        else:
-            values, where, key = body.inputs, "inputs", "outputs"
-            if isinstance(values, dict):
-                if set(values) != {INPUT_NAME}:
-                    unknown = sorted(set(values) - {INPUT_NAME}) or ["none"]
-                    raise ApiError(400, f"inputs: unknown input {unknown[0]!r} (the model's "
-                                        f"one input is {INPUT_NAME!r})")
-                values, where = values[INPUT_NAME], f"inputs.{INPUT_NAME}"
-        probs = await batcher.run(served.as_batch(values, where))
-        return JSONResponse({key: probs.tolist()})
+        # Small bodies inline (microseconds), large ones in a worker process: a 9 MiB body
+        # would otherwise hold the event loop (and every other client) for a second.
+        batch, key = await offloader.run(len(raw), decode_predict, raw, spec)
+        probs = await batcher.run(batch)
+        return json_response({key: probs.tolist()})
 
     # Each operation with and without /versions/{version}, as TensorFlow Serving has them.
     @api.get("/v1/models/{name}", response_model=ModelStatusResponse, responses=ERRORS,
@@ -122,7 +107,7 @@ def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int) -> A
     @api.post("/v1/models/{name}:predict", response_model=PredictResponse,
               response_model_exclude_none=True, responses=ERRORS, summary="Predict",
               description=predict_doc, openapi_extra=PREDICT_BODY)
-    async def model_predict(name: Name, request: Request) -> JSONResponse:
+    async def model_predict(name: Name, request: Request) -> Response:
         return await predict(name, None, request)
 
     @api.post("/v1/models/{name}/versions/{version}:predict", response_model=PredictResponse,
@@ -130,7 +115,7 @@ def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int) -> A
               summary="Predict (one version)", description=predict_doc,
               openapi_extra=PREDICT_BODY)
     async def model_version_predict(name: Name, version: Version, request: Request
-                                    ) -> JSONResponse:
+                                    ) -> Response:
         return await predict(name, version, request)
 
     return api
