@@ -1,0 +1,90 @@
+"""Training step time of networks for photos at 64x64 RGB: the notation's photo layers
+(residual blocks, same padding, separable convolutions, GAP) against the issue's baseline.
+
+    python benchmarks/photo_nets.py [--batch 64] [--steps 12] [--rounds 3]
+
+Each network gets one compiled training step (forward, loss, gradients, Adam update: what
+training/loop.py does, without augmentation) on a fixed random batch. After a warm-up, the
+networks take turns, `--steps` steps each per round, so a drift in the machine's load hits all
+alike; printed are the medians per step of wall time and of this process's CPU time (all
+threads), and the parameter counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+NETWORKS = {
+    "baseline (issue 17)": "32C3-BN-P2-64C3-BN-P2-128C3-BN-P2-D10",
+    "same padding + GAP": "32C3p-BN-P2-64C3p-BN-P2-128C3p-BN-P2-GAP-D10",
+    "separable + GAP": "32C3p-BN-P2-64SC3p-BN-P2-128SC3p-BN-P2-GAP-D10",
+    "residual + GAP": "32C3p-BN-P2-R32-R64S2-R128S2-GAP-D10",
+    "MobileNetV3Small": "keras:MobileNetV3Small",
+}
+
+
+def _model(notation: str, shape: tuple[int, int, int]):
+    classes = tuple(str(n) for n in range(10))
+    if notation.startswith("keras:"):
+        from tfcnn.models.backbones import build_backbone_model
+        return build_backbone_model(notation, shape, classes, seed=0)
+    from tfcnn.models.network import build_model
+    return build_model(notation, shape, classes, seed=0)
+
+
+def _step(model):
+    import keras
+    import tensorflow as tf
+
+    optimizer = keras.optimizers.Adam(1e-3)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(images, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size", type=int, default=64)
+    args = parser.parse_args()
+    shape = (args.size, args.size, 3)
+    rng = np.random.default_rng(0)
+    images = rng.random((args.batch, *shape), dtype=np.float32)
+    labels = rng.integers(0, 10, args.batch).astype(np.int32)
+    runs = {}
+    for name, notation in NETWORKS.items():
+        model = _model(notation, shape)
+        step = _step(model)
+        for _ in range(3):
+            step(images, labels).numpy()  # trace and warm up
+        runs[name] = (model.count_params(), step, [], [])
+    for _ in range(args.rounds):
+        for _params, step, walls, cpus in runs.values():
+            for _ in range(args.steps):
+                wall, cpu = time.perf_counter(), time.process_time()
+                step(images, labels).numpy()
+                walls.append(time.perf_counter() - wall)
+                cpus.append(time.process_time() - cpu)
+    print(f"batch {args.batch}, {args.size}x{args.size}x3, {args.rounds}x{args.steps} steps")
+    print(f"{'network':22} {'params':>10} {'wall ms/step':>13} {'CPU ms/step':>12}")
+    for name, (params, _step_fn, walls, cpus) in runs.items():
+        print(f"{name:22} {params:>10,} {statistics.median(walls) * 1000:>13.0f} "
+              f"{statistics.median(cpus) * 1000:>12.0f}")
+
+
+if __name__ == "__main__":
+    main()
