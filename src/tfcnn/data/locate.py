@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tfcnn.core.errors import DatasetError
-from tfcnn.data import cifar
+from tfcnn.data import cifar, cifar_keras
 from tfcnn.data.download import (
     Limits,
     clean_stale_temps,
@@ -66,6 +66,7 @@ class _Place:
     path: Path | None  # a folder of IDX files, or an .npz when `npz`
     found: bool
     npz: bool = False
+    keras_python: bool = False  # Keras's CIFAR-10 Python version (cifar_keras)
 
 
 def _resolve(name: str | DatasetInfo) -> DatasetInfo:
@@ -179,6 +180,10 @@ def _places(info: DatasetInfo, data_dir: str | os.PathLike[str] | None,
             places.append(_Place(str(path), path, path.is_file(), npz=True))
         else:
             places.append(_folder_place(str(path), path, info))
+    if info.format == "cifar":
+        copy = cifar_keras.find_keras_copy(keras_datasets_dir(env))
+        if copy is not None:
+            places.append(_Place(str(copy), copy, True, keras_python=True))
     for d in info.system_dirs:
         places.append(_folder_place(d, Path(d), info))
     cache = tfcnn_cache_dir(env) / info.name
@@ -246,6 +251,8 @@ def _loaded(info: DatasetInfo, arrays: Mapping[str, np.ndarray], source: str) ->
 
 def _load_place(place: _Place, info: DatasetInfo) -> dict[str, np.ndarray]:
     assert place.path is not None
+    if place.keras_python:
+        return cifar_keras.load_keras_copy(place.path, info)
     if info.format == "cifar":
         return cifar.load_copy(place.path, info)
     return _load_npz(place.path, info) if place.npz else _load_folder(place.path, info)
