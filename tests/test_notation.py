@@ -139,3 +139,9 @@ def test_keras_backbones_resolve_to_keras_spelling_and_unknown_ones_are_named():
         nt.resolve_model("keras:ResNet9000")
     assert "'keras:ResNet9000': unknown keras.applications backbone" in str(err.value)
     assert "MobileNetV3Small" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_keras_backbones_need_images_of_at_least_32_pixels_a_side():
+    nt.check_output_shape("keras:MobileNetV3Small", (32, 40, 1))
+    with pytest.raises(ModelSpecError, match=r"at least 32x32 \(got 28x28; try --image-size 32"):
+        nt.check_output_shape("keras:ResNet50", (28, 28, 1))

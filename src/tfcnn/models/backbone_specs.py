@@ -55,6 +55,7 @@ BACKBONES: dict[str, Backbone] = {b.name.lower(): b for b in (
 )}
 
 WEIGHTS_CHOICES = ("imagenet", "none")  # or the path of a weights file
+BACKBONE_MIN_SIZE = 32  # keras.applications refuses smaller inputs, for every network here
 
 
 def is_backbone_spec(model: str) -> bool:

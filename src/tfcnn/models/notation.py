@@ -23,7 +23,12 @@ import re
 from dataclasses import dataclass
 
 from tfcnn.core.errors import ModelSpecError
-from tfcnn.models.backbone_specs import KERAS_PREFIX, backbone_spec
+from tfcnn.models.backbone_specs import (
+    BACKBONE_MIN_SIZE,
+    KERAS_PREFIX,
+    backbone_spec,
+    is_backbone_spec,
+)
 
 # The tutorial's network, with its bug fixed: the last layer gives logits, not softmax.
 PRESETS: dict[str, str] = {
@@ -212,8 +217,14 @@ def _spatial_size(spec: LayerSpec, size: int) -> int:
 def check_output_shape(notation: str, input_shape: tuple[int, int, int]) -> None:
     """Raise ModelSpecError if a conv or pool would shrink the image below 1 x 1, or if one in
     the mirror part of a network would leave columns over at one edge (its output would then
-    no longer mirror with its input)."""
+    no longer mirror with its input). For `keras:NAME`: if the image is under 32 x 32."""
     height, width = input_shape[:2]
+    if is_backbone_spec(notation):
+        if min(height, width) < BACKBONE_MIN_SIZE:
+            raise ModelSpecError(f"--model {notation}: needs images of at least "
+                                 f"{BACKBONE_MIN_SIZE}x{BACKBONE_MIN_SIZE} (got {height}x{width};"
+                                 f" try --image-size {BACKBONE_MIN_SIZE})")
+        return
     in_mirror_part = False
     tokens = notation.strip().split("-")
     for index, spec in enumerate(parse_notation(notation)):
