@@ -12,10 +12,7 @@ up by the next run.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,18 +27,9 @@ from tfcnn.data.download import (
     deadline_from_env,
     download_dataset,
     mirror_list,
-    one_line,
 )
-from tfcnn.data.idx import read_idx_with_sha256, sha256_of_idx
-from tfcnn.data.registry import (
-    NPZ_KEYS,
-    DatasetFile,
-    DatasetInfo,
-    check_array,
-    check_splits,
-    get_dataset_info,
-    identify_digest,
-)
+from tfcnn.data.idx_copies import find_file, load_idx_folder, load_npz
+from tfcnn.data.registry import DatasetInfo, get_dataset_info
 
 
 @dataclass(frozen=True)
@@ -94,25 +82,11 @@ def keras_datasets_dir(env: Mapping[str, str] | None = None) -> Path:
     return (Path(keras_home) if keras_home else _home(env) / ".keras") / "datasets"
 
 
-def _candidates(folder: Path, f: DatasetFile) -> tuple[Path, ...]:
-    # A gunzipped copy (the name without .gz) is accepted too; content decides, not names.
-    names = (f.filename, f.filename[:-3]) if f.filename.endswith(".gz") else (f.filename,)
-    return tuple(folder / n for n in names)
-
-
-def _find_file(folder: Path, f: DatasetFile) -> Path | None:
-    for path in _candidates(folder, f):
-        with contextlib.suppress(OSError):
-            if path.is_file():
-                return path
-    return None
-
-
 def _copy_in(folder: Path, info: DatasetInfo) -> Path | None:
     """What `folder` holds of the dataset: itself (IDX files), or CIFAR's archive or folder."""
     if info.format == "cifar":
         return cifar.find_copy(folder, info)
-    return folder if any(_find_file(folder, f) is not None for f in info.files) else None
+    return folder if any(find_file(folder, f) is not None for f in info.files) else None
 
 
 def _has_files(folder: Path, info: DatasetInfo) -> bool:
@@ -196,52 +170,6 @@ def _folder_place(label: str, folder: Path, info: DatasetInfo) -> _Place:
     return _Place(label, folder if copy is None else copy, copy is not None)
 
 
-def _check_digest(actual: str, f: DatasetFile, source: str) -> None:
-    if actual == f.sha256:
-        return
-    other = identify_digest(actual)
-    what = f"it is {other[0]}'s {other[1]}" if other else "corrupt or not the official file"
-    raise DatasetError(f"{source}: SHA-256 of the IDX content is {actual}, expected {f.sha256} "
-                       f"({what})")
-
-
-def _load_folder(folder: Path, info: DatasetInfo) -> dict[str, np.ndarray]:
-    arrays, sources = {}, {}
-    for f in info.files:
-        path = _find_file(folder, f)
-        if path is None:
-            wanted = _candidates(folder, f)
-            alt = f" (or {wanted[1].name})" if len(wanted) > 1 else ""
-            raise DatasetError(f"{wanted[0]}: missing{alt}; {folder} holds some of "
-                               f"{info.name}'s files, and all four are needed")
-        arr, digest = read_idx_with_sha256(path)
-        check_array(info, f.role, arr, str(path))
-        _check_digest(digest, f, str(path))
-        arrays[f.role], sources[f.role] = arr, str(path)
-    check_splits(info, arrays, sources)
-    return arrays
-
-
-def _load_npz(path: Path, info: DatasetInfo) -> dict[str, np.ndarray]:
-    arrays, sources = {}, {}
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            for f in info.files:
-                key = NPZ_KEYS[f.role]
-                if key not in npz.files:
-                    raise DatasetError(f"{path}: has no array {key!r} (holds "
-                                       f"{', '.join(npz.files) or 'nothing'}; expected "
-                                       f"{', '.join(NPZ_KEYS.values())})")
-                arrays[f.role], sources[f.role] = npz[key], f"{path}[{key}]"
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DatasetError(f"{path}: cannot read as .npz ({one_line(e)})") from e
-    for f in info.files:
-        check_array(info, f.role, arrays[f.role], sources[f.role])
-        _check_digest(sha256_of_idx(arrays[f.role]), f, sources[f.role])
-    check_splits(info, arrays, sources)
-    return arrays
-
-
 def _loaded(info: DatasetInfo, arrays: Mapping[str, np.ndarray], source: str) -> LoadedDataset:
     return LoadedDataset(name=info.name, x_train=arrays["train_images"],
                          y_train=arrays["train_labels"], x_test=arrays["test_images"],
@@ -255,7 +183,7 @@ def _load_place(place: _Place, info: DatasetInfo) -> dict[str, np.ndarray]:
         return cifar_keras.load_keras_copy(place.path, info)
     if info.format == "cifar":
         return cifar.load_copy(place.path, info)
-    return _load_npz(place.path, info) if place.npz else _load_folder(place.path, info)
+    return load_npz(place.path, info) if place.npz else load_idx_folder(place.path, info)
 
 
 def _download(info: DatasetInfo, cache: Path, urls: Sequence[str], limits: Limits,
