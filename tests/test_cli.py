@@ -50,6 +50,20 @@ def test_bad_input_is_one_line_and_exit_status_2(argv, expected, capsys):
     assert expected in err
 
 
+def test_a_preset_name_given_as_model_points_to_preset(capsys):
+    assert main(["train", "--model", "fast"]) == 2
+    assert "--model 'fast': not a network but a training preset; use --preset fast" in \
+        capsys.readouterr().err
+
+
+def test_an_unknown_flag_shows_its_commands_usage(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "run", "x.png", "--bogus"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: tfcnn predict") and "unrecognized arguments: --bogus" in err
+
+
 def test_resume_refuses_settings_that_would_change_the_run(tmp_path, capsys):
     (tmp_path / "config.json").write_text('{"epochs": 1}')
     assert main(["train", "--resume", str(tmp_path), "--lr", "0.1"]) == 2

@@ -71,6 +71,16 @@ def _save_model(tmp_path, notation="4C3-P2-D10", classes=10, shape=(28, 28, 1),
     return path
 
 
+def test_other_class_names_of_the_same_count_are_refused(tmp_path, capsys):
+    # An MNIST model on Fashion-MNIST: ten outputs each, but other classes.
+    path = _save_model(tmp_path)
+    with pytest.raises(ModelSpecError, match=r"classes \['0', '1'.* are not fashion_mnist's "
+                                             r"\['T-shirt/top'"):
+        ev.evaluate_model(path, dataset="fashion_mnist", data_dir=str(tmp_path / "none"))
+    assert main(["evaluate", str(path), "--dataset", "fashion_mnist"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 def test_wrong_class_count_is_refused_before_loading_data(tmp_path, capsys):
     path = _save_model(tmp_path, "4C3-P2-D5", classes=5)
     with pytest.raises(ModelSpecError, match="gives 5 class outputs, but dataset 'mnist' has 10"):

@@ -58,20 +58,30 @@ def training_config(settings: dict[str, Any], resume: str | os.PathLike[str] | N
     refused = sorted(set(given) - set(RESUMABLE))
     if refused:
         allowed = ", ".join(map(name, RESUMABLE))
+        source = Path(resume) / "config.json"
         raise ConfigError(f"{', '.join(map(name, refused))}: not allowed with "
-                          f"{name('resume')} (settings come from {Path(resume) / 'config.json'}; only "
-                          f"{allowed} may change)")
+                          f"{name('resume')} (settings come from {source}; only {allowed} "
+                          "may change)")
     return read_config(RunDir(Path(resume))).replace(**given)
 
 
 def check_settings(config: TrainConfig, ensemble: int | None = None,
                    name: Callable[[str], str] = _keyword) -> str:
     """Cheap checks before TensorFlow loads; returns the model's name for the run directory."""
+    from tfcnn.core.errors import ModelSpecError
+    from tfcnn.core.presets import PRESETS
     from tfcnn.data.source import check_dataset_setting
     from tfcnn.models.notation import resolve_model
     from tfcnn.training.ensemble import check_ensemble
 
-    model_name, _ = resolve_model(config.model)
+    try:
+        model_name, _ = resolve_model(config.model)
+    except ModelSpecError:
+        if config.model in PRESETS:  # a training recipe given where a network belongs
+            raise ModelSpecError(f"{name('model')} {config.model!r}: not a network but a "
+                                 f"training preset; use {name('preset')} {config.model}"
+                                 ) from None
+        raise
     if ensemble is not None:
         check_ensemble(ensemble, config)
         model_name = f"{model_name}-ensemble{ensemble}"

@@ -80,6 +80,12 @@ def _check_fit(model_file: Path, model: keras.Model, name: str, classes: int,
                              f"{tuple(image_shape)}")
 
 
+def info_shape(info: Any) -> tuple[int, ...]:
+    """A registered dataset's image shape with its channel axis (grey images: 1)."""
+    shape = tuple(info.image_shape)
+    return shape if len(shape) == 3 else (*shape, 1)
+
+
 def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str | None,
                   run: RunDir | None) -> EvalSet:
     """The test images for `name`, checked against the model before any slow loading.
@@ -92,7 +98,12 @@ def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str
     if root is None:
         info = get_dataset_info(name)
         # Known from the registry alone: refuse a mismatch before reading 50 MB of images.
-        _check_fit(model_file, model, info.name, info.num_classes, (*info.image_shape, 1))
+        _check_fit(model_file, model, info.name, info.num_classes, info_shape(info))
+        # Same count, other classes (an MNIST model on Fashion-MNIST) would score garbage.
+        if model.class_names and tuple(model.class_names) != tuple(info.class_names):
+            raise ModelSpecError(f"{model_file}: the model's classes {list(model.class_names)} "
+                                 f"are not {info.name}'s {list(info.class_names)}; evaluate "
+                                 "it on the dataset it was trained on")
         if data_dir is None and run is not None:
             data_dir = read_config(run).data_dir
         data = load_dataset(info, data_dir)
