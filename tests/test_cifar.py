@@ -224,7 +224,7 @@ def test_a_label_out_of_range_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_on_cifar10_from_the_cli(tmp_path, monkeypatch):
+def test_train_on_cifar10_from_the_cli(tmp_path, monkeypatch, capsys):
     import json
     from types import MappingProxyType
 
@@ -246,3 +246,10 @@ def test_train_on_cifar10_from_the_cli(tmp_path, monkeypatch):
     assert config["dataset"] == "cifar10"
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    # Downstream: evaluate finds the test set again from the run's config.json.
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sum(c["support"] for c in report["per_class"]) == 8  # the fixture's test batch
+    assert [c["class"] for c in report["per_class"]] == list(REAL.class_names)
+    assert report["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
