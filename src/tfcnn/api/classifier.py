@@ -80,8 +80,9 @@ class Classifier:
                 preprocess: bool = True) -> list[Prediction]:
         """One `Prediction` per image, in order.
 
-        `inputs`: one or a list of file paths, Pillow images, numpy arrays (H×W, H×W×C or
-        N×H×W×C; uint8 0-255 or float 0-1). Images are prepared as the model was trained
+        `inputs`: one or a list of file paths, Pillow images, numpy arrays (H×W, H×W×C,
+        N×H×W×C, or N×H×W grey images as `tfcnn.datasets.load` gives them; uint8 0-255 or
+        float 0-1). Images are prepared as the model was trained
         (digits MNIST-style); `preprocess=False` only resizes, and feeds an array of the
         model's input shape unchanged. `tta`: average over one-pixel shifts (and mirror
         images for runs trained with hflip). Raises `tfcnn.TfcnnError` (an `ImageError`)

@@ -140,17 +140,23 @@ def file_input(entry: str | Path, preprocessing: str, image_shape: tuple[int, in
     return model_input(path, preprocessing, image_shape, preprocess, name=str(entry))
 
 
+def _is_batch(array: np.ndarray) -> bool:
+    """N×H×W×C, or N×H×W (grey images, as `tfcnn.datasets.load` gives them): a 3-D array
+    whose last axis cannot be channels (1, 3 or 4) is a stack of grey images."""
+    return array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4))
+
+
 def _items(inputs: Any) -> list[Any]:
     if isinstance(inputs, str | os.PathLike | Image.Image):
         return [inputs]
     if isinstance(inputs, np.ndarray):
-        if inputs.ndim == 4:
+        if _is_batch(inputs):
             return list(inputs)
         return [inputs]
     if isinstance(inputs, list | tuple):
         items: list[Any] = []
         for item in inputs:
-            items.extend(list(item) if isinstance(item, np.ndarray) and item.ndim == 4
+            items.extend(list(item) if isinstance(item, np.ndarray) and _is_batch(item)
                          else [item])
         if not items:
             raise ImageError("inputs: empty list (expected at least one image)")
@@ -176,10 +182,11 @@ def model_inputs(inputs: Any, preprocessing: str, image_shape: tuple[int, int, i
                  preprocess: bool = True) -> tuple[np.ndarray, list[str]]:
     """`inputs` as the model's float32 N×H×W×C batch, with a source name for each image.
 
-    `inputs`: a file path, a Pillow image, a numpy array (H×W, H×W×C, or N×H×W×C; uint8
-    0-255 or float 0-1), or a list of these. Files and images are prepared as the model was
-    trained (`preprocessing`: "mnist" or "scale"); with `preprocess=False` only resized, and
-    an array already of the model's input shape is fed unchanged. Raises `ImageError` (a
+    `inputs`: a file path, a Pillow image, a numpy array (H×W, H×W×C, N×H×W×C, or N×H×W
+    when the last axis cannot be channels; uint8 0-255 or float 0-1), or a list of these.
+    Files and images are prepared as the model was trained (`preprocessing`: "mnist" or
+    "scale"); with `preprocess=False` only resized, and an array already of the model's
+    input shape is fed unchanged. Raises `ImageError` (a
     `TfcnnError`) naming the first input that cannot be used.
     """
     arrays, sources = [], []
