@@ -119,6 +119,9 @@ def test_classifier_predicts_every_input_kind_alike(api_run, tmp_path):
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     np.testing.assert_allclose(clf.probabilities(batch / 255.0, preprocess=False), probs,
                                atol=1e-6)
+    # N×H×W grey images (as tfcnn.datasets.load gives them) are a batch too.
+    np.testing.assert_allclose(clf.probabilities(batch[..., 0], preprocess=False), probs,
+                               atol=1e-6)
     predictions = clf.predict([path, batch], preprocess=False)
     assert [p.source for p in predictions] == [str(path), *(f"array[{i}]" for i in range(1, 6))]
     assert [p.index for p in predictions[1:]] == probs.argmax(axis=1).tolist()

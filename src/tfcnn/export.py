@@ -3,7 +3,7 @@
 This module owns the exported artefacts' contract, the same for every format:
 
 - input: float32 images `[N, H, W, C]` scaled to 0-1 (what the training pipeline feeds the
-  model: pixel / 255; digit images already MNIST-style prepared, see `tfcnn.images.preprocess`);
+  model: pixel / 255; digit images already MNIST-style prepared, see `tfcnn.images.prepare`);
 - output: softmax probabilities `[N, classes]` (the trained model returns logits; the export
   adds the softmax);
 - names: the signature `serving_default` with input `images` and output `probabilities`
