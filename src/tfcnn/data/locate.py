@@ -248,7 +248,7 @@ def describe_source(name: str | DatasetInfo, data_dir: str | os.PathLike[str] | 
     try:
         places = _places(info, data_dir, env, origin)
     except DatasetError as e:  # an explicit folder without the dataset
-        return f"not found: {e}"
+        return "not found: " + str(e).split(". Fix: ")[0]
     for place in places:
         if place.found:
             return str(place.path)
