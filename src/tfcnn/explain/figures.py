@@ -153,7 +153,7 @@ def heat_rgba(heat: np.ndarray, signed: bool = False) -> np.ndarray:
         rgba[..., 3] = np.abs(heat) / bound
     else:
         rgba = colormaps["jet"](np.clip(heat, 0, 1))
-        rgba[..., 3] = 0.15 + 0.7 * np.clip(heat, 0, 1)
+        rgba[..., 3] = 0.8 * np.clip(heat, 0, 1)  # 0 where nothing: the input shows
     return np.clip(np.rint(rgba * 255), 0, 255).astype(np.uint8)
 
 
