@@ -162,7 +162,7 @@ def test_an_explicit_data_dir_without_the_dataset_fails_on_that_folder(tiny, ser
     assert server.requests == []
     assert describe_source(tiny.info, empty, env=tiny.env).startswith(
         f"not found: --data-dir {empty}: holds no copy of tiny")
-    with pytest.raises(DatasetError, match=rf"^--data-dir {tiny.tmp / 'nope'}: no such folder$"):
+    with pytest.raises(DatasetError, match=rf"^--data-dir {tiny.tmp / 'nope'}: no such directory$"):
         tiny.load(tiny.tmp / "nope", mirrors=[server.base("m")])
 
 
@@ -579,7 +579,7 @@ def test_a_trickling_mirror_meets_the_deadline(tiny, server):
     path = "/m/train-labels-idx1-ubyte.gz"
     server.routes[path] = (b"", 30)
     server.streams[path] = _trickle(0.4, 30)  # 1 byte per 0.4 s: 12 s for the whole file
-    with pytest.raises(DatasetError, match=rf"{path}: too slow: \d bytes in 1\.5 s, the "
+    with pytest.raises(DatasetError, match=rf"{path}: too slow: \d+ bytes in 1\.5 s, the "
                        r"deadline per file \(TFCNN_DOWNLOAD_DEADLINE sets it\)"):
         tiny.load(mirrors=[server.base("m")], progress=False, deadline=1.5)
 
@@ -590,7 +590,7 @@ def test_the_deadline_comes_from_the_environment(tiny, server):
     server.routes[path] = (b"", 30)
     server.streams[path] = _trickle(0.4, 30)
     tiny.env["TFCNN_DOWNLOAD_DEADLINE"] = "1"
-    with pytest.raises(DatasetError, match=r"too slow: \d bytes in 1 s"):
+    with pytest.raises(DatasetError, match=r"too slow: \d+ bytes in 1 s"):
         tiny.load(mirrors=[server.base("m")], progress=False)
     tiny.env["TFCNN_DOWNLOAD_DEADLINE"] = "soon"
     with pytest.raises(DatasetError, match=r"^TFCNN_DOWNLOAD_DEADLINE='soon': expected a number "
@@ -644,7 +644,7 @@ def test_a_killed_download_leaves_temp_files_that_the_next_run_removes(tiny, ser
             "env": tiny.env, "mirror": server.base("m")}
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_DOWNLOAD, json.dumps(spec)])
     try:
-        for _ in range(600):  # until the second file's download has begun
+        for _ in range(1200):  # until the second file's download has begun (at most 60 s)
             if len(_temps(tiny.cache)) == 2 or proc.poll() is not None:
                 break
             time.sleep(0.05)
