@@ -98,7 +98,35 @@ def test_inputs_are_scaled_to_0_255_for_the_backbone():
     x = images()
     features = model.backbone(x * 255.0, training=False)
     expected = model.logits(model.gap(features))
-    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(expected), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(expected), atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["mobilenet_v3", "mobilenet_v2", "resnet", "densenet"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_input_map_is_the_familys_preprocessing(family, channels):
+    import tensorflow as tf
+
+    from tfcnn.models.backbones import input_map
+
+    kernel, bias = input_map(family, channels)
+    x = images(shape=(5, 6, channels), seed=2)
+    mapped = tf.nn.conv2d(x, kernel, 1, "VALID") + bias
+    rgb = np.repeat(x, 3, axis=-1) if channels == 1 else x
+    module = getattr(keras.applications, family)
+    expected = module.preprocess_input(rgb * 255.0)
+    np.testing.assert_allclose(mapped.numpy(), np.asarray(expected), rtol=1e-5, atol=1e-3)
+    assert family == "mobilenet_v3" or not np.allclose(mapped.numpy(), rgb * 255.0, atol=1)
+
+
+def test_the_stack_as_a_functional_model_computes_the_same_with_stock_layers():
+    model = small(3, shape=(32, 32, 1))
+    y = inputs = keras.Input((32, 32, 1))
+    for layer in model.stack:
+        y = layer(y)
+    plain = keras.Model(inputs, y)
+    x = images(shape=(32, 32, 1))
+    np.testing.assert_allclose(np.asarray(plain(x)), np.asarray(model(x)), atol=1e-5)
+    assert not model.preprocess.trainable
 
 
 def test_weights_file_loads_into_the_backbone(saved):

@@ -3,8 +3,9 @@
 `BackboneModel` (`--model keras:NAME`) is a registered `keras.Model` subclass like
 `NotationModel`: it takes 0-1 float images (grey ones are repeated to 3 channels), converts
 them to what the backbone expects (x 255, then the family's `preprocess_input`; MobileNetV3,
-EfficientNet and ConvNeXt rescale inside the network), runs the backbone without its
-classifier, then global average pooling, dropout and a dense layer giving the logits.
+EfficientNet and ConvNeXt rescale inside the network) with a fixed 1x1 convolution, runs the
+backbone without its classifier, then global average pooling, dropout and a dense layer giving
+the logits. Like NotationModel, it calls a plain sequence of stock Keras layers, `stack`.
 It carries `image_shape`, `class_names`, `preprocessing`, `dataset`, `precision`, `seed` and
 `spec`/`notation` ("keras:NAME"), and saves to and loads from `.keras` files.
 
@@ -24,6 +25,7 @@ import warnings
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers
 
 from tfcnn.core.errors import ConfigError, ModelSpecError
@@ -67,6 +69,22 @@ def _make_backbone(backbone: Backbone, height: int, width: int, seed: int) -> ke
     return network
 
 
+def input_map(family: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel (1, 1, channels, 3), bias (3,)) of the 1x1 convolution taking 0-1 images to
+    what the backbone expects: grey repeated to RGB, x 255, then the family's
+    `preprocess_input`. Every family's preprocessing is affine per pixel (scaling, channel
+    order, mean and deviation per channel), so probing it with black and the three unit
+    colours recovers it exactly."""
+    module = getattr(keras.applications, family)
+    probe = np.concatenate([np.zeros((1, 3)), np.eye(3)]).reshape(4, 1, 1, 3) * 255.0
+    out = np.asarray(module.preprocess_input(probe.astype(np.float32)), dtype=np.float64)
+    bias = out[0, 0, 0]
+    kernel = out[1:, 0, 0] - bias  # row c: the response to channel c at 1.0
+    if channels == 1:
+        kernel = kernel.sum(axis=0, keepdims=True)
+    return kernel.reshape(1, 1, channels, 3).astype(np.float32), bias.astype(np.float32)
+
+
 @keras.saving.register_keras_serializable(package="tfcnn")
 class BackboneModel(keras.Model):
     """A keras.applications backbone and a new head; `call` returns logits."""
@@ -95,31 +113,50 @@ class BackboneModel(keras.Model):
         # weights); False: they use batch statistics in training (a backbone from scratch).
         self.frozen_statistics = frozen_statistics
         self.family = entry.module
-        self.backbone = _make_backbone(entry, *self.image_shape[:2], seed)
-        self.gap = layers.GlobalAveragePooling2D(name="gap")
-        self.dropout = layers.Dropout(dropout, seed=seed * 1000 + 1, name="dropout")
-        self.logits = layers.Dense(len(self.class_names), name="logits",
-                                   kernel_initializer=keras.initializers.GlorotUniform(
-                                       seed=seed * 1000 + 2))
+        kernel, bias = input_map(entry.module, self.image_shape[-1])
+        # One plain sequence of stock layers, like NotationModel's `stack`: export turns it
+        # into a functional model that loads without tfcnn. The input preprocessing is a
+        # fixed 1x1 convolution (never trained).
+        self.stack = [
+            layers.Conv2D(3, 1, name="preprocess", trainable=False,
+                          kernel_initializer=keras.initializers.Constant(kernel),
+                          bias_initializer=keras.initializers.Constant(bias)),
+            _make_backbone(entry, *self.image_shape[:2], seed),
+            layers.GlobalAveragePooling2D(name="gap"),
+            layers.Dropout(dropout, seed=seed * 1000 + 1, name="dropout"),
+            layers.Dense(len(self.class_names), name="logits",
+                         kernel_initializer=keras.initializers.GlorotUniform(
+                             seed=seed * 1000 + 2)),
+        ]
+
+    @property
+    def preprocess(self) -> layers.Conv2D:
+        return self.stack[0]
+
+    @property
+    def backbone(self) -> keras.Model:
+        return self.stack[1]
+
+    @property
+    def gap(self) -> layers.Layer:
+        return self.stack[2]
+
+    @property
+    def logits(self) -> layers.Dense:
+        return self.stack[4]
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.preprocess.build((None, *self.image_shape))
         features = self.backbone.compute_output_shape((None, *self.image_shape[:2], 3))
         self.gap.build(features)
         self.logits.build((None, features[-1]))
         self.built = True
 
-    def backbone_input(self, x: Any) -> Any:
-        """0-1 images (N, H, W, 1 or 3) as the backbone expects them."""
-        x = keras.ops.cast(x, "float32")
-        if x.shape[-1] == 1:
-            x = keras.ops.repeat(x, 3, axis=-1)
-        module = getattr(keras.applications, self.family)
-        return module.preprocess_input(x * 255.0)
-
     def call(self, x: Any, training: bool = False) -> Any:
         backbone_training = bool(training) and not self.frozen_statistics
-        features = self.backbone(self.backbone_input(x), training=backbone_training)
-        return self.logits(self.dropout(self.gap(features), training=training))
+        x = self.backbone(self.preprocess(keras.ops.cast(x, "float32")),
+                          training=backbone_training)
+        return self.logits(self.stack[3](self.gap(x), training=training))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "spec": self.spec,
