@@ -116,7 +116,7 @@ def test_a_file_that_is_not_a_model_is_one_error(tmp_path, capsys):
 
 def test_evaluate_a_bare_model_file_on_small_data(tmp_path, monkeypatch):
     data = tiny_digits(n_test=64)
-    monkeypatch.setattr(ev, "load_dataset", lambda info, data_dir: data)
+    monkeypatch.setattr(ev, "load_dataset", lambda info, data_dir, **kw: data)
     path = _save_model(tmp_path)
     report = ev.evaluate_model(path)
     assert report["num_images"] == 64 and report["dataset"] == "mnist"

@@ -42,7 +42,7 @@ def tiny_runs(tmp_path_factory):
 @pytest.fixture
 def tiny_test_set(tiny_runs, monkeypatch):
     runs, data = tiny_runs
-    monkeypatch.setattr(ev, "load_dataset", lambda info, data_dir: data)
+    monkeypatch.setattr(ev, "load_dataset", lambda info, data_dir, **kw: data)
     return data
 
 

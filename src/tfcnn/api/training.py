@@ -17,6 +17,7 @@ from typing import Any
 from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import ConfigError, RunDirError
 from tfcnn.core.rundir import RunDir, read_config, read_epoch_records
+from tfcnn.data.source import absolute_data_dir
 
 # Settings a resumed run may change; the rest come from the run's config.json.
 RESUMABLE = ("epochs", "data_dir", "steps_per_call")
@@ -32,7 +33,7 @@ def absolute_paths(settings: dict[str, Any]) -> dict[str, Any]:
     run's config.json still finds them from any working directory."""
     fixed = dict(settings)
     if fixed.get("data_dir") is not None:
-        fixed["data_dir"] = os.path.abspath(os.path.expanduser(str(fixed["data_dir"])))
+        fixed["data_dir"] = absolute_data_dir(fixed["data_dir"])
     dataset = fixed.get("dataset")
     if isinstance(dataset, str) and dataset.startswith("folder:") and dataset[7:].strip():
         fixed["dataset"] = "folder:" + os.path.abspath(os.path.expanduser(dataset[7:]))
@@ -85,7 +86,7 @@ def check_settings(config: TrainConfig, ensemble: int | None = None,
     if ensemble is not None:
         check_ensemble(ensemble, config)
         model_name = f"{model_name}-ensemble{ensemble}"
-    check_dataset_setting(config)
+    check_dataset_setting(config, data_dir_origin=name("data_dir"))
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise ConfigError(f"{name('data_dir')} {config.data_dir}: no such directory")
     return model_name

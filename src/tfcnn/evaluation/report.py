@@ -104,13 +104,14 @@ def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str
             raise ModelSpecError(f"{model_file}: the model's classes {list(model.class_names)} "
                                  f"are not {info.name}'s {list(info.class_names)}; evaluate "
                                  "it on the dataset it was trained on")
+        origin = "--data-dir"
         if data_dir is None and run is not None:
-            data_dir = read_config(run).data_dir
-        data = load_dataset(info, data_dir)
+            data_dir, origin = read_config(run).data_dir, f"{run.config} data_dir"
+        data = load_dataset(info, data_dir, origin=origin)
         return EvalSet(info.name, data.x_test, data.y_test, data.class_names, data.source)
     config = read_config(run) if run is not None else None
     if config is not None and config.dataset == name:
-        data, skipped = load_training_data(config)
+        data, skipped = load_training_data(config, data_dir_origin=f"{run.config} data_dir")
         images, labels = data.x_test, data.y_test
         if not len(labels):
             raise DatasetError(f"{root}: run {run.path} held out no images (trained with "
