@@ -143,3 +143,20 @@ def test_mixing_is_seeded_and_off_by_default():
                                        dataclasses.replace(config, mixup=0.0, cutmix=0.0))
     assert same is images and np.array_equal(partners.numpy(), labels.numpy())
     assert np.all(weight.numpy() == 1)
+
+
+def test_works_in_a_training_step_signature_with_a_free_batch_size():
+    spec = (tf.TensorSpec((None, 20, 24, 3), tf.float32), tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((2,), tf.int64))
+    config = dataclasses.replace(PHOTO, mixup=0.2, cutmix=1.0)
+
+    @tf.function(input_signature=spec)
+    def step(images, labels, seed):
+        mixed, partners, weight = mix_batch(photo_augment(images, seed, config), labels, seed,
+                                            config)
+        return mixed, partners, weight
+
+    for n in (8, 5):  # the last, smaller batch: no retrace, same shapes out
+        mixed, partners, weight = step(photos(n), tf.range(n), step_seed(0, tf.constant(n)))
+        assert mixed.shape == (n, 20, 24, 3) and partners.shape == weight.shape == (n,)
+    assert step.experimental_get_tracing_count() == 1
