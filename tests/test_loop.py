@@ -205,3 +205,15 @@ def test_validation_split_keeps_the_best_epoch_and_tests_once(tmp_path):
     assert result.test_accuracy == metrics["test_accuracy"]
     with (result.run_dir / "metrics.csv").open() as f:
         assert "val_accuracy" in next(csv.reader(f))
+
+
+def test_a_preset_that_tests_at_the_end_skips_the_other_test_passes(tmp_path):
+    notes, seen = [], []
+    result = train_tiny(tmp_path, epochs=3, preset="fast",
+                        hooks=Hooks(note=notes.append, epoch_end=seen.append))
+    assert [r["test_accuracy"] is None for r in result.epochs] == [True, True, False]
+    assert result.test_accuracy == result.epochs[-1]["test_accuracy"] is not None
+    assert [r["test_skipped"] for r in seen] == [True, True, False]
+    assert any("testing after the last epoch only" in n for n in notes)
+    plain = train_tiny(tmp_path, name="plain", epochs=2)
+    assert all(r["test_accuracy"] is not None for r in plain.epochs)

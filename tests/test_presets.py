@@ -39,3 +39,32 @@ def test_best_preset_changes_for_fashion_mnist_and_flags_still_win():
     mine = config_from_preset("best", {"dataset": "fashion_mnist", "hflip": False,
                                        "model": "8C3-D10"})
     assert not mine.hflip and mine.model == "8C3-D10"
+
+
+def _cpuinfo(tmp_path, flags):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx512f {flags}\n")
+    return path
+
+
+def test_fast_preset_computes_in_bfloat16_only_where_the_cpu_has_it(tmp_path):
+    native = _cpuinfo(tmp_path, "amx_bf16 amx_tile")
+    assert config_from_preset("fast", {}, cpuinfo=native).precision == "mixed_bfloat16"
+    assert config_from_preset("fast", {}, cpuinfo=_cpuinfo(tmp_path, "avx2")).precision == \
+        "float32"
+    assert config_from_preset("fast", {"precision": "float32"}, cpuinfo=native).precision == \
+        "float32"
+    assert config_from_preset("best", {}, cpuinfo=native).precision == "float32"
+
+
+def test_fast_preset_uses_its_adam_betas_and_tests_at_the_end():
+    from tfcnn.core.presets import adam_betas, tests_every_epoch
+    from tfcnn.training.run import make_optimizer
+
+    fast = config_from_preset("fast", {})
+    assert adam_betas(fast) == (0.7, 0.9) and not tests_every_epoch(fast)
+    optimizer = make_optimizer(fast, steps_per_epoch=10)
+    assert (optimizer.beta_1, optimizer.beta_2) == (0.7, 0.9)
+    plain = make_optimizer(TrainConfig(), steps_per_epoch=10)
+    assert (plain.beta_1, plain.beta_2) == (0.9, 0.999)
+    assert tests_every_epoch(TrainConfig()) and tests_every_epoch(config_from_preset("best", {}))

@@ -1,8 +1,9 @@
 """`tfcnn doctor`: the tutorial's install check grown into an environment report.
 
 It reports what a user needs before training: TensorFlow and Keras versions, whether
-TensorFlow was built with CUDA and which GPUs it sees, the CPU and its thread settings,
-and where each known dataset would be loaded from (without downloading anything).
+TensorFlow was built with CUDA and which GPUs it sees, the CPU, its native bfloat16
+support (which the fast preset uses) and its thread settings, and where each known dataset
+would be loaded from (without downloading anything).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tfcnn import __version__
+from tfcnn.core.presets import cpu_bfloat16_flags
 from tfcnn.data.locate import describe_source
 from tfcnn.data.registry import dataset_names
 
@@ -55,10 +57,19 @@ def collect_report(data_dir: str | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": {"model": _cpu_model(), "cores": os.cpu_count(),
+                "bfloat16": cpu_bfloat16_flags(),
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")},
         "tensorflow": _tensorflow_report(),
         "datasets": {name: describe_source(name, data_dir) for name in dataset_names()},
     }
+
+
+def bfloat16_line(flags: list[str]) -> str:
+    """What the CPU's bfloat16 support means for training."""
+    if not flags:
+        return "no native support (AVX512-BF16 or AMX): --preset fast trains in float32"
+    return (f"native ({', '.join(flags)}): --preset fast trains in mixed bfloat16 "
+            "(--precision float32 to turn it off)")
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -76,6 +87,7 @@ def format_report(report: dict[str, Any]) -> str:
             ("Keras", tf["keras_version"]),
             ("GPUs", ", ".join(tf["gpus"]) or "none"),
             ("CPU", f"{cpu['model']}, {cpu['cores']} cores; TF devices: {', '.join(tf['cpus'])}"),
+            ("bfloat16", bfloat16_line(cpu.get("bfloat16", []))),
             ("Threads", threads),
         ]
     else:

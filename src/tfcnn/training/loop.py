@@ -26,6 +26,7 @@ import tensorflow as tf
 from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import TrainingInterrupted
 from tfcnn.core.fsutil import atomic_path
+from tfcnn.core.presets import tests_every_epoch
 from tfcnn.core.rundir import RunDir, write_metrics
 from tfcnn.data import pipeline
 from tfcnn.data.augment import Augmentation, augment_images, step_seed
@@ -199,18 +200,6 @@ def _train_steps(steps: Steps, batches: Any, total: int, per_call: int,
     return count
 
 
-def _settle_batch_norm(model: keras.Model, images: np.ndarray, total_steps: int,
-                       hooks: Hooks) -> None:
-    """After a short run's last epoch: batch-norm statistics from the training images."""
-    if not batchnorm.needs_recompute(model, total_steps):
-        return
-    used = batchnorm.recompute_statistics(model, images)
-    if hooks.note:
-        hooks.note(f"batch-norm statistics recomputed on {used:,} training images "
-                   f"(a short run: {total_steps} steps, under the "
-                   f"{batchnorm.settled_steps()} the moving averages need)")
-
-
 def _test_pass(steps: Steps, batches: Any) -> tuple[float | None, float | None]:
     if batches is None:  # no held-out images (an image folder with --val-split 0)
         return None, None
@@ -266,6 +255,10 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
     seconds_before = float(state.seconds.numpy())
     started = time.perf_counter()
     agree = distribution.agree_stop if distribution and distribution.multi_worker else None
+    every_epoch = tests_every_epoch(config)
+    if not every_epoch and hooks.note and test_batches is not None and val_batches is None:
+        hooks.note(f"testing after the last epoch only (--preset {config.preset}: a test pass "
+                   "per epoch would cost time and change nothing trained)")
     with stop_on_signals(agree) as stop:
         for epoch in range(int(state.epoch.numpy()) + 1, config.epochs + 1):
             epoch_started = time.perf_counter()
@@ -288,11 +281,13 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             # With a validation set, epochs are judged on it and the test set waits for the end.
             # With --ema, epochs are judged, and model.keras saved, with the averaged weights;
             # the raw ones are back before the checkpoint (averaging.py).
+            # A preset may test after the last epoch only (presets.tests_every_epoch).
+            test_now = val_batches is None and (epoch == config.epochs or every_epoch)
             with averaged_weights(model, steps.optimizer):
                 if epoch == config.epochs and strategy is None:
-                    _settle_batch_norm(model, data.x_train, config.epochs * steps_per_epoch,
-                                       hooks)
-                test_loss, test_accuracy = _test_pass(steps, None if val_batches else test_batches)
+                    batchnorm.settle(model, data.x_train, config.epochs * steps_per_epoch,
+                                     hooks.note)
+                test_loss, test_accuracy = _test_pass(steps, test_batches if test_now else None)
                 val_loss, val_accuracy = _test_pass(steps, val_batches)
             train_seconds = seconds_before + time.perf_counter() - started
             loss, accuracy = (float(m.result()) for m in steps.train_metrics)
@@ -318,7 +313,9 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             state.save()
             if hooks.epoch_end:
                 images = min(ran * config.batch_size, len(data.y_train) - skip * config.batch_size)
-                hooks.epoch_end({**record, "images_per_second": images / train_phase})
+                hooks.epoch_end({**record, "images_per_second": images / train_phase,
+                                 "test_skipped": test_batches is not None and not test_now
+                                 and val_batches is None})
             for metric in steps.train_metrics:
                 metric.reset_state()
             skip = 0
