@@ -226,3 +226,19 @@ def test_saved_model_reloads_through_the_one_loader_with_the_same_outputs(tmp_pa
     assert (loaded.preprocessing, loaded.precision, loaded.seed) == ("scale", "float32", 7)
     x = images(seed=3)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5)
+
+
+def test_backbone_phase_freezes_for_the_first_epochs_then_fine_tunes(saved):
+    from tfcnn.models.backbones import backbone_phase
+
+    model = small(2, weights=str(saved[1]))
+    head = {v.path for v in model.logits.weights}
+    phases = []
+    for epoch in range(4):
+        phases.append(backbone_phase(model, epoch, freeze_epochs=2, fine_tune_layers=5))
+        trainable = {v.path for v in model.trainable_variables}
+        assert (trainable == head) == (epoch < 2)
+    assert phases == ["head", "head", "fine-tune", "fine-tune"]
+    scratch = small(2)
+    assert backbone_phase(scratch, 0, freeze_epochs=2) == "all"
+    assert len(scratch.trainable_variables) > len(model.trainable_variables)

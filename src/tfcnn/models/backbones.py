@@ -221,3 +221,23 @@ def set_backbone_trainable(model: BackboneModel, trainable: bool,
             if isinstance(layer, layers.BatchNormalization):
                 layer.trainable = False
     return [layer.name for layer in weighted if layer.trainable]
+
+
+def backbone_phase(model: BackboneModel, epoch: int, freeze_epochs: int,
+                   fine_tune_layers: int | None = None) -> str:
+    """Set the backbone for 0-based `epoch` and name the phase: "head" (frozen backbone, for
+    the first `freeze_epochs` epochs), then "fine-tune" (unfrozen as `set_backbone_trainable`
+    does). A backbone without pretrained weights trains whole from the start: "all".
+
+    Call it at the start of every epoch (a resumed run too, before restoring its optimizer);
+    when the phase differs from the last epoch's, the trainable variables have changed: make
+    a new optimizer (the fine-tuning learning rate) and trace the training step anew.
+    """
+    if not model.frozen_statistics:
+        set_backbone_trainable(model, True)
+        return "all"
+    if epoch < freeze_epochs:
+        set_backbone_trainable(model, False)
+        return "head"
+    set_backbone_trainable(model, True, fine_tune_layers)
+    return "fine-tune"
