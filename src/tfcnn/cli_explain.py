@@ -151,6 +151,8 @@ def _print_text(results: list[dict[str, Any]]) -> None:
         truth = f", true {r['true']}" if "true" in r else ""
         print(f"{r['file']}: predicted {r['label']} ({100 * r['probability']:.1f}%{truth}), "
               f"explained {r['target']} -> {r['figure']}")
+        if "layers" in r:
+            print(f"  layers: {', '.join(r['layers'].values())}")
 
 
 def run(args: argparse.Namespace) -> int:
