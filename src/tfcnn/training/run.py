@@ -189,9 +189,8 @@ def disk_full_message(exc: BaseException, where: Path, run_path: Path) -> str:
     if not path:  # TensorFlow names the file in its message: "PATH; No space left on device"
         found = re.search(r"(\S+); (?:" + "|".join(_DISK_FULL_TEXT) + ")", str(exc))
         path = found.group(1) if found else where
-    return (f"{path}: no space left on device while saving; the run directory keeps its last "
-            f"complete epoch: free some space, then continue with: "
-            f"tfcnn train --resume {run_path}")
+    return (f"{path}: no space left on device while saving; what was saved before is intact: "
+            f"free some space, then continue with: tfcnn train --resume {run_path}")
 
 
 def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: bool,
