@@ -97,6 +97,57 @@ def test_predict_answers_the_models_probabilities(client, served, form):
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
 
 
+def keras_probabilities(served: ServedModel, batch: np.ndarray) -> np.ndarray:
+    import keras
+
+    logits = served.keras_model(batch, training=False)
+    return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+
+
+def test_answers_equal_the_keras_models_within_1e_5(client, served):
+    """Whatever runs the model (LiteRT when it agrees, else a TensorFlow graph), the
+    answers are the Keras model's own, for one image and for a batch."""
+    assert served.runtime in ("litert", "graph")
+    assert client.get("/info").json()["runtime"] == served.runtime
+    batch = images(40, seed=3)
+    for part in (batch[:1], batch):
+        answer = client.post(f"/v1/models/{NAME}:predict", json={"instances": part.tolist()})
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["predictions"],
+                                   keras_probabilities(served, part), atol=1e-5, rtol=0)
+
+
+def test_the_graph_runtime_answers_as_keras(served):
+    from tfcnn.serve.model import from_keras
+
+    graph = from_keras(served.keras_model, "graph", runtime="graph")
+    assert graph.runtime == "graph"
+    batch = images(5, seed=4)
+    np.testing.assert_allclose(graph.predict(batch), keras_probabilities(served, batch),
+                               atol=1e-6, rtol=0)
+
+
+def test_extra_routers_are_given_the_served_model(served):
+    from fastapi import APIRouter
+
+    seen = []
+
+    def extra(model: ServedModel) -> APIRouter:
+        seen.append(model)
+        router = APIRouter()
+
+        @router.get("/extra")
+        async def route() -> dict:
+            return {"name": model.name, "has_keras": model.keras_model is not None}
+
+        return router
+
+    with BackgroundServer(create_app(served, NAME, extra_routers=[extra])) as running:
+        answer = httpx.get(f"{running.url}/extra")
+    assert seen == [served]
+    assert answer.json() == {"name": NAME, "has_keras": True}
+
+
 BAD_BODIES = {
     "empty body": b"",
     "whitespace": b"  \n",

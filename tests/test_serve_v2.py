@@ -204,3 +204,20 @@ def test_the_trained_network_reads_mnist_through_tritonclient(trained_mnist_run,
         client.close()
     accuracy = (probs.argmax(axis=1) == data.y_test[:500]).mean()
     assert accuracy > 0.95, accuracy
+
+
+@pytest.mark.parametrize("form", ["JSON", "binary"])
+def test_0_255_pixels_get_the_hint_to_scale(server, form):
+    values = np.rint(images(1, seed=2) * 255)
+    values[0, 0, 0, 0] = 200
+    over = int((values > 1).sum())
+    if form == "JSON":
+        body, headers = json.dumps(_request(values.ravel().tolist())).encode(), {}
+    else:
+        body, headers = _binary(values)
+    answer = httpx.post(f"{server.url}/v2/models/{NAME}/infer", content=body, headers=headers)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert "scale 0-255 pixels by 1/255" in error and "problem" not in error, error
+    assert f"{over - 1:,} more bad values" in error if form == "JSON" else (
+        f"{over:,} values outside [0, 1]" in error), error

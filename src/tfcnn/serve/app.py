@@ -120,6 +120,7 @@ def create_app(model: Any, name: str, *, max_body_bytes: int = int(MAX_BODY_MB *
                 "class_names": list(served.class_names),
                 "image_shape": list(served.image_shape),
                 "preprocessing": served.preprocessing, "max_body_bytes": max_body_bytes,
+                "runtime": served.runtime,
                 "batching": {"max_batch": batcher.max_batch, "window_ms": batcher.window_ms,
                              "requests": stats.requests, "batches": stats.batches,
                              "images": stats.images}}

@@ -96,8 +96,8 @@ def describe_validation_errors(errors: list[Any]) -> str:
         message += f" (got {_short(error.get('input'))})"
     if kind in RANGE_ERRORS:
         message += f"; {_range_hint(errors)}"
-    # One value can fail several checks (or union branches): count the values.
-    others = len({tuple(e.get("loc", ())) for e in errors} - {tuple(error.get("loc", ()))})
+    # One value can fail several checks (or each branch of a union): count the values.
+    others = len({_value_of(e) for e in errors} - {_value_of(error)})
     more = f" (and {others:,} more bad value{'s' if others > 1 else ''})" if others else ""
     return f"{where or 'request'}: {message}{more}"
 
@@ -105,6 +105,14 @@ def describe_validation_errors(errors: list[Any]) -> str:
 def hint(high: float) -> str:
     """What to do about pixels outside [0, 1], given the largest one."""
     return "scale 0-255 pixels by 1/255" if 1 < high <= 255 else "expected pixels in [0, 1]"
+
+
+def _value_of(error: Any) -> tuple[Any, ...]:
+    """An error's location up to its last list index: the value, whichever union branch
+    (a trailing tag such as "list[...]") reported it."""
+    loc = tuple(error.get("loc", ()))
+    last = max((i for i, part in enumerate(loc) if isinstance(part, int)), default=None)
+    return loc if last is None else loc[:last + 1]
 
 
 def _range_hint(errors: list[Any]) -> str:

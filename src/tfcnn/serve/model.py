@@ -1,11 +1,8 @@
 """The model being served: what the APIs say about it, its batch predict function, and the
 checks that turn a client's numbers or image file into a batch it can take.
 
-The predict function is the concrete function of a `tf.function` with a batch-free input
-signature, traced once at start, so batches of any size run as one graph call instead of
-Keras's eager per-layer dispatch, and the first client does not pay for the tracing. Calling
-the concrete function directly skips `tf.function`'s argument binding and cache lookup
-(docs/benchmarks.md, "Serving speed").
+The predict function runs the model with LiteRT when its answers agree with Keras's, else
+as a TensorFlow graph (`serve.runtime`); either is ready before the first client comes.
 
 Image uploads are decoded by `tfcnn.images` (which refuses decompression bombs with
 `ImageTooLarge`: a 413 here); `decode_slots` bounds how many decode at once, so concurrent
@@ -36,7 +33,6 @@ __all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServedModel", "check_name", "default_na
            "from_keras", "png_data_url"]
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-CHUNK = 256  # images per graph call: bounds memory for a request with thousands of images
 # Uploads decoding at once: one per core. Each may take up to the decoder's cap
 # (tfcnn.images.decode.MAX_DECODE_BYTES) plus its conversion; more at once only queue.
 DECODE_SLOTS = max(1, min(4, os.cpu_count() or 1))
@@ -66,6 +62,7 @@ class ServedModel:
     predict: Callable[[np.ndarray], np.ndarray]  # N×H×W×C float32 → N×classes float32
     version: str = "1"
     keras_model: Any = None  # the Keras model `predict` runs, when served from one
+    runtime: str = "python"  # what runs `predict`: "litert", "graph" (TensorFlow) or else
     decode_slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(DECODE_SLOTS), compare=False,
         repr=False)
@@ -110,12 +107,13 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def from_keras(model: Any, name: str) -> ServedModel:
-    """Wrap a tfcnn Keras model (from `load_model`) for serving; runs it once to warm up."""
-    import tensorflow as tf
+def from_keras(model: Any, name: str, runtime: str = "auto") -> ServedModel:
+    """Wrap a tfcnn Keras model (from `load_checked_model`) for serving, ready to answer.
 
-    from tfcnn.models.network import probabilities
+    `runtime` "auto" runs it with LiteRT when that agrees with Keras (`serve.runtime`), else
+    with a TensorFlow graph; "graph" always uses the graph."""
     from tfcnn.predict.run import class_names
+    from tfcnn.serve.runtime import best_predict, graph_predict
 
     preprocessing = getattr(model, "preprocessing", "scale")
     if preprocessing not in PREPROCESSINGS:
@@ -124,15 +122,14 @@ def from_keras(model: Any, name: str) -> ServedModel:
     if len(shape) != 3 or shape[2] not in (1, 3):
         raise ConfigError(f"model: input shape {shape} is not H×W×1 or H×W×3")
     image_shape = (shape[0], shape[1], shape[2])
-    graph = tf.function(lambda x: probabilities(model, x), input_signature=[
-        tf.TensorSpec((None, *image_shape), tf.float32)]).get_concrete_function()
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        parts = [graph(batch[i:i + CHUNK]).numpy() for i in range(0, len(batch), CHUNK)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    n_classes = predict(np.zeros((1, *image_shape), np.float32)).shape[1]
+    if runtime == "auto":
+        predict, runtime = best_predict(model, image_shape)
+    elif runtime == "graph":
+        predict = graph_predict(model, image_shape)
+    else:
+        raise ConfigError(f"runtime: expected 'auto' or 'graph', got {runtime!r}")
+    n_classes = predict(np.zeros((1, *image_shape), np.float32)).shape[1]  # warm up
     return ServedModel(name=check_name(name), class_names=tuple(class_names(model, n_classes)),
                        image_shape=image_shape, preprocessing=preprocessing,
                        dataset=str(getattr(model, "dataset", "")), predict=predict,
-                       keras_model=model)
+                       keras_model=model, runtime=runtime)

@@ -266,4 +266,7 @@ class ModelInfo(BaseModel):
     preprocessing: str = Field(description='"mnist" (digits: the page offers drawing) or '
                                            '"scale"')
     max_body_bytes: int
+    runtime: str = Field(description='what runs the model: "litert" (the LiteRT interpreter, '
+                                     'when it agrees with Keras within 1e-5) or "graph" '
+                                     '(TensorFlow)')
     batching: BatchingStats
