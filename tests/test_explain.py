@@ -190,6 +190,25 @@ def test_gradcam_finds_the_last_convolution_inside_a_nested_backbone():
     assert names == ["b_conv1", "b_dw", "b_last"]
 
 
+@pytest.mark.slow  # building MobileNetV3Small and its gradients: ~10 s
+def test_a_keras_backbone_model_is_explained_inside_its_backbone():
+    from tfcnn.explain.graph import conv_layers
+    from tfcnn.explain.live import LiveExplainer
+    from tfcnn.models.backbones import build_backbone_model
+
+    model = build_backbone_model("keras:MobileNetV3Small", (64, 64, 3), ("a", "b", "c"), 0,
+                                 weights="none")
+    convs = conv_layers(model)
+    assert model.preprocess not in convs  # the fixed input conversion is no feature
+    assert all(any(c is layer for layer in model.backbone.layers) for c in convs)
+    x = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
+    heat = gradcam(model, x, [0, 2])
+    assert heat.shape == (2, 64, 64) and heat.max() == pytest.approx(1.0)
+    live = LiveExplainer(model).explain(x[1], 2)
+    np.testing.assert_allclose(live.heatmap, heat[1], atol=1e-4)
+    assert first_layer_filters(model)[1].shape == (3, 3, 3, 16)
+
+
 # --- occlusion ----------------------------------------------------------------------------
 
 def test_occlusion_map_predicts_what_blanking_does(mnist_trained):

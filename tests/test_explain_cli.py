@@ -209,3 +209,16 @@ def test_explain_route_is_in_the_openapi_schema(client):
     assert sorted(post["requestBody"]["content"]) == ["application/json",
                                                       "multipart/form-data"]
     assert {"200", "400"} <= set(post["responses"])
+
+
+def test_explain_route_for_a_model_without_convolutions():
+    from tfcnn.serve.app import create_app
+
+    model = build_model("D16-D10", (28, 28, 1), DIGITS, seed=0, preprocessing="mnist")
+    with TestClient(create_app(model, "dense")) as running:
+        image = {"image": [[0.0] * 28] * 28}
+        refused = running.post("/explain", json=image)
+        assert refused.status_code == 400
+        assert "no convolution" in refused.json()["error"]
+        answered = running.post("/explain?method=occlusion", json=image)
+        assert answered.status_code == 200 and answered.json()["feature_maps"] == []

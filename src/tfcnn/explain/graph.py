@@ -12,9 +12,10 @@ whose feature maps are the very tensors the rest of the network computes from, s
   output after ReLU, and the pool receives that: the same logits, and the maps are the
   features the network really uses.
 - Any other Keras model (functional, a keras.applications backbone nested inside one, any
-  depth) is called whole while its convolutions (Conv2D, DepthwiseConv2D, SeparableConv2D,
-  MirrorConv2D) record their outputs: each one's `call` is wrapped on the instance for the
-  duration of the call, under a lock, so two threads never see each other's wrappers.
+  depth, as in `BackboneModel` of `--model keras:NAME`) is called whole while its
+  convolutions (Conv2D, DepthwiseConv2D, SeparableConv2D, MirrorConv2D) record their
+  outputs: each one's `call` is wrapped on the instance for the duration of the call,
+  under a lock, so two threads never see each other's wrappers.
 """
 
 from __future__ import annotations
@@ -52,13 +53,25 @@ def is_feature_layer(layer: Any) -> bool:
     return is_conv(layer) or isinstance(layer, ResidualBlock)
 
 
+def is_notation(model: Any) -> bool:
+    """True for a tfcnn notation network (`NotationModel`), run layer by layer."""
+    from tfcnn.models.network import NotationModel
+
+    return isinstance(model, NotationModel)
+
+
 def conv_layers(model: Any) -> list[Any]:
     """Every convolution of `model` in the order it runs, nested models searched through
-    (a notation network: its convolutions and residual blocks, as `conv_recorder` records)."""
-    if hasattr(model, "stack"):
+    (a notation network: its convolutions and residual blocks, as `conv_recorder` records).
+    A transfer-learning model's fixed input conversion (`BackboneModel.preprocess`, a 1×1
+    convolution that is never trained) is not one of them."""
+    if is_notation(model):
         return [layer for layer in model.stack if is_feature_layer(layer)]
+    fixed = getattr(model, "preprocess", None)
     found: list[Any] = []
     for layer in _sublayers(model):
+        if layer is fixed:
+            continue
         if is_conv(layer):
             found.append(layer)
         elif _sublayers(layer):
@@ -135,7 +148,7 @@ def _hooked_recorder(model: Any) -> Recorder:
 
 def conv_recorder(model: Any) -> Recorder:
     """`x → (feature maps of every convolution, logits)` for a tfcnn model (see above)."""
-    if hasattr(model, "stack"):
+    if is_notation(model):
         return _notation_recorder(model)
     return _hooked_recorder(model)
 

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcnn.core.errors import ConfigError
-from tfcnn.explain.graph import conv_recorder, is_feature_layer, require_convs
+from tfcnn.explain.graph import conv_recorder, is_feature_layer, is_notation, require_convs
 
 CHUNK = 512  # images per forward/backward pass: bounded memory at any batch size
 BASELINES = ("black", "white")
@@ -149,7 +149,7 @@ def centres(model: Any, index: int, size: tuple[int, int], image: tuple[int, int
     network's 11×11 second convolution has its centres at 3.5 ... 23.5). Other models:
     the resize's own half-pixel centres.
     """
-    if not hasattr(model, "stack"):
+    if not is_notation(model):
         steps = (image[0] / size[0], image[1] / size[1])
         return ((steps[0] - 1) / 2, steps[0]), ((steps[1] - 1) / 2, steps[1])
     offset, step, extent = [0.0, 0.0], [1.0, 1.0], list(image)
