@@ -163,7 +163,7 @@ def test_a_folder_run_is_evaluated_on_its_held_out_split(tmp_path):
 
     root = make_shapes(tmp_path / "shapes", per_class=10)
     config = TrainConfig(dataset=f"folder:{root}", model="4C3-P2-D3", epochs=2, seed=3,
-                         batch_size=4, grayscale=False, val_split=0.2)
+                         batch_size=4, grayscale=False, test_split=0.2)
     train_run(config, tmp_path / "run", Hooks())
     last = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"][-1]
     report = ev.evaluate_model(tmp_path / "run" / "model.keras")

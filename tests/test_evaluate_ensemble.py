@@ -205,7 +205,7 @@ def test_folder_runs_holding_out_other_images_are_refused(tmp_path, capsys):
         run = RunDir(tmp_path / f"run{seed}")
         _save_model(run.model, shape=(20, 20, 3), names=SHAPES, dataset=f"folder:{root}")
         write_config(run, TrainConfig(dataset=f"folder:{root}", model="4C3-P2-D3", seed=seed,
-                                      image_size="20", grayscale=False, val_split=0.5), {})
+                                      image_size="20", grayscale=False, test_split=0.5), {})
     assert main(["evaluate", str(tmp_path / "run1"), str(tmp_path / "run2")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run2/model.keras: tested on other images than" in err

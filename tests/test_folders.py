@@ -66,7 +66,7 @@ def test_resize_stretches_without_keeping_aspect(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         Image.fromarray(a).save(tmp_path / name / "x.png")
-    ds = load_image_folder(tmp_path, image_size=(28, 28), val_split=0).dataset
+    ds = load_image_folder(tmp_path, image_size=(28, 28), test_split=0).dataset
     x = ds.x_train[0]
     assert x.shape == (28, 28)
     assert x[:, :13].max() == 0 and x[:, 15:].min() == 255  # stretched, not padded or cropped
@@ -79,7 +79,7 @@ def test_class_names_sorted_case_sensitive_and_labels_match(tmp_path):
         (tmp_path / name).mkdir()
         for i in range(3):
             Image.new("L", (9 + i, 30), level).save(tmp_path / name / f"{i}.png")
-    ds = load_image_folder(tmp_path, val_split=0.34).dataset
+    ds = load_image_folder(tmp_path, test_split=0.34).dataset
     assert ds.class_names == ("B", "a", "b")
     for x, y in [*zip(ds.x_train, ds.y_train, strict=True),
                  *zip(ds.x_test, ds.y_test, strict=True)]:
@@ -120,7 +120,7 @@ def test_sixteen_bit_scaled_and_exif_orientation(tmp_path):
 def test_split_stratified_counts(tmp_path):
     counts = {"c1": 1, "c2": 2, "c5": 5, "c25": 25, "c40": 40}
     root = make_ids(tmp_path / "d", counts)
-    ds = load_image_folder(root, val_split=0.1).dataset
+    ds = load_image_folder(root, test_split=0.1).dataset
     held = {name: 0 for name in ds.class_names}
     for y in ds.y_test:
         held[ds.class_names[y]] += 1
@@ -130,15 +130,15 @@ def test_split_stratified_counts(tmp_path):
     # Labels match the class index stored in each image.
     assert (ds.x_train[:, 1, 1] == ds.y_train).all() and (ds.x_test[:, 1, 1] == ds.y_test).all()
     # A large fraction never empties a class's training part.
-    high = load_image_folder(root, val_split=0.99).dataset
+    high = load_image_folder(root, test_split=0.99).dataset
     assert sorted(set(high.y_train.tolist())) == [0, 1, 2, 3, 4]
 
 
 def test_split_seeded_disjoint(tmp_path):
     root = make_ids(tmp_path / "d", {"a": 30, "b": 20, "c": 10})
-    one = load_image_folder(root, val_split=0.3, seed=1).dataset
-    again = load_image_folder(root, val_split=0.3, seed=1).dataset
-    other = load_image_folder(root, val_split=0.3, seed=2).dataset
+    one = load_image_folder(root, test_split=0.3, seed=1).dataset
+    again = load_image_folder(root, test_split=0.3, seed=1).dataset
+    other = load_image_folder(root, test_split=0.3, seed=2).dataset
     assert np.array_equal(one.x_train, again.x_train) and np.array_equal(one.y_test, again.y_test)
     assert np.array_equal(one.x_test, again.x_test)
     assert ids(one.x_test) != ids(other.x_test)
@@ -152,10 +152,10 @@ def test_split_seeded_disjoint(tmp_path):
 
 def test_no_split(tmp_path):
     root = make_shapes(tmp_path / "shapes", per_class=2)
-    gray = load_image_folder(root, val_split=0).dataset
+    gray = load_image_folder(root, test_split=0).dataset
     assert gray.x_test.shape == (0, 28, 28) and gray.y_test.shape == (0,)
     assert len(gray.y_train) == 6
-    rgb = load_image_folder(root, val_split=0.0, grayscale=False, image_size=(8, 9)).dataset
+    rgb = load_image_folder(root, test_split=0.0, grayscale=False, image_size=(8, 9)).dataset
     assert rgb.x_test.shape == (0, 8, 9, 3)
 
 
@@ -165,7 +165,7 @@ def test_unreadable_files_skipped_and_reported(tmp_path):
     (root / "square" / "empty.png").write_bytes(b"")
     good = root / "triangle" / "00.png"
     (root / "triangle" / "cut.png").write_bytes(good.read_bytes()[:60])
-    result = load_image_folder(root, val_split=0)
+    result = load_image_folder(root, test_split=0)
     reasons = dict(result.skipped)
     assert len(result.skipped) == 3
     assert reasons[str(root / "circle" / "notes.png")] == "not a PNG, JPEG, BMP, GIF or WebP image"
@@ -196,7 +196,7 @@ def test_hidden_nested_and_root_files(tmp_path):
     (root / "a" / "more").mkdir()  # nested images still belong to class "a"
     Image.new("L", (5, 5), 7).save(root / "a" / "more" / "n.png")
     (root / "README.txt").write_text("files in the root are ignored")
-    result = load_image_folder(root, val_split=0)
+    result = load_image_folder(root, test_split=0)
     assert result.skipped == []
     assert result.dataset.class_names == ("a", "b")
     assert sorted(result.dataset.y_train.tolist()) == [0, 0, 0, 1, 1]
@@ -232,8 +232,8 @@ def test_errors_name_the_path(tmp_path):
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, True, "0.1", float("nan")])
 def test_bad_val_split(tmp_path, value):
-    with pytest.raises(ConfigError, match="^--val-split"):
-        load_image_folder(tmp_path, val_split=value)
+    with pytest.raises(ConfigError, match="^--test-split"):
+        load_image_folder(tmp_path, test_split=value)
 
 
 @pytest.mark.parametrize("size", [(0, 28), (28,), [28, 28], (28.0, 28), (28, 5000)])

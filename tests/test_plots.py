@@ -132,6 +132,6 @@ def test_training_curves_refuse_bad_records(tmp_path, epochs, message):
 
 
 def test_training_curves_without_test_figures(tmp_path):
-    # A folder run with --val-split 0 records test_loss/test_accuracy as None.
+    # A folder run with --test-split 0 records test_loss/test_accuracy as None.
     epochs = [{**r, "test_loss": None, "test_accuracy": None} for r in _epochs(3)]
     _check_png(plot_training_curves(epochs, tmp_path / "curves.png"))

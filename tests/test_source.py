@@ -26,7 +26,7 @@ def test_folder_dataset_loads_with_the_configured_size_colour_and_split(tmp_path
     root = make_shapes(tmp_path / "shapes", per_class=10)
     (root / "circle" / "broken.png").write_bytes(b"not an image")
     config = TrainConfig(dataset=f"folder:{root}", image_size="20x24", grayscale=False,
-                         val_split=0.2, seed=3)
+                         test_split=0.2, seed=3)
     data, skipped = load_training_data(config)
     assert data.class_names == ("circle", "square", "triangle")
     assert data.x_train.shape == (24, 20, 24, 3) and data.x_test.shape == (6, 20, 24, 3)
@@ -40,7 +40,7 @@ def test_train_on_an_image_folder_from_the_cli(tmp_path):
     out = tmp_path / "run"
     done = run_tfcnn("train", "--dataset", f"folder:{root}", "--model", "8C3-P2-D16-D3",
                      "--epochs", "2", "--batch-size", "8", "--image-size", "32", "--rgb",
-                     "--val-split", "0.25", "--seed", "1", "--out", str(out))
+                     "--test-split", "0.25", "--seed", "1", "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Skipped 1 unreadable image(s)" in done.stdout and "empty.png" in done.stdout
     assert "27 train, 9 test images" in done.stdout
@@ -58,7 +58,7 @@ def test_train_on_an_image_folder_from_the_cli(tmp_path):
 def test_folder_run_without_held_out_images_reports_no_test_metrics(tmp_path):
     root = make_shapes(tmp_path / "shapes", per_class=4)
     done = run_tfcnn("train", "--dataset", f"folder:{root}", "--model", "4C3-D3", "--epochs",
-                     "1", "--val-split", "0", "--seed", "1", "--out", str(tmp_path / "run"))
+                     "1", "--test-split", "0", "--seed", "1", "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "no test images" in done.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -114,3 +114,40 @@ def test_an_explicit_data_dir_without_the_dataset_is_refused_before_training(tmp
         check_dataset_setting(config, data_dir_origin="run/config.json data_dir")
     with pytest.raises(DatasetError, match=rf"^--data-dir {tmp_path}: holds no copy"):
         load_training_data(config)
+
+
+# --- splits: --test-split (folders), --val-split (any dataset), ROOT/train + ROOT/test ------
+
+
+def test_a_plain_folder_holds_out_test_split_and_val_split_is_validation(tmp_path):
+    root = make_shapes(tmp_path / "shapes", per_class=10)
+    data, _ = load_training_data(TrainConfig(dataset=f"folder:{root}", test_split=0.2,
+                                             val_split=0.25, seed=1))
+    assert len(data.y_test) == 6  # 2 of each class's 10 are the test set
+    assert len(data.y_val) == 6 and len(data.y_train) == 18  # a quarter of the other 24
+    assert sorted(data.y_val.tolist()) == [0, 0, 1, 1, 2, 2]  # stratified
+
+
+def test_a_root_with_train_and_test_folders_uses_them_as_the_splits(tmp_path):
+    make_shapes(tmp_path / "root" / "train", per_class=8)
+    make_shapes(tmp_path / "root" / "test", per_class=3)
+    config = TrainConfig(dataset=f"folder:{tmp_path / 'root'}", seed=1)
+    data, _ = load_training_data(config)
+    assert data.class_names == ("circle", "square", "triangle")
+    assert len(data.y_train) == 24 and len(data.y_test) == 9 and data.y_val is None
+    with pytest.raises(ConfigError, match="has its own test split \\(test/\\)"):
+        check_dataset_setting(config.replace(test_split=0.2))
+    with pytest.raises(ConfigError, match="--test-split: only for image-folder"):
+        check_dataset_setting(TrainConfig(test_split=0.2))
+    (tmp_path / "root" / "test" / "circle").rename(tmp_path / "root" / "test" / "oval")
+    with pytest.raises(DatasetError, match="class folders \\['oval', 'square', 'triangle'\\] "
+                                           "differ from"):
+        load_training_data(config)
+
+
+def test_a_folder_runs_old_config_keeps_its_test_split():
+    # Saved before --test-split existed: a folder's val_split was its held-out test share.
+    old = TrainConfig.from_dict({"dataset": "folder:/data/shapes", "val_split": 0.3})
+    assert (old.test_split, old.val_split) == (0.3, None)
+    mnist = TrainConfig.from_dict({"dataset": "mnist", "val_split": 0.1})
+    assert (mnist.test_split, mnist.val_split) == (None, 0.1)

@@ -48,10 +48,12 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                         "(e.g. 0.999): epochs are evaluated, and model.keras saved, with it "
                         "(default 0: none)")
     p.add_argument("--val-split", type=float, metavar="F",
-                   help="mnist/fashion_mnist: hold out this fraction of the training set "
-                        "(stratified, seeded) for validation; epochs report validation "
-                        "metrics, the best epoch is kept, the test set is used once at the "
-                        "end. Image folders: the held-out test fraction (default 0.1)")
+                   help="hold out this fraction of the training images (stratified, seeded) "
+                        "for validation; epochs report validation metrics, the best epoch is "
+                        "kept, the test set is used once at the end (default: none)")
+    p.add_argument("--test-split", type=float, metavar="F",
+                   help="image folders without train/ and test/ sub-folders: the fraction of "
+                        "each class held out as the test set (default 0.1)")
     aug = p.add_argument_group("augmentation (random, in the training graph, seeded)")
     aug.add_argument("--shift", type=float, metavar="PX",
                      help="random shifts of up to PX pixels in each axis (default 0)")

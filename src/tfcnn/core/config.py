@@ -53,10 +53,13 @@ class TrainConfig:
     # Image-folder datasets only (--dataset folder:PATH):
     image_size: str | None = None     # "28" or "HxW"; None: 28x28
     grayscale: bool = True            # False: RGB
-    # Folders: the held-out (test) fraction per class, None: 0.1. Registered datasets: a
-    # validation split of the training set; epochs then report validation metrics, the best
-    # epoch by validation is kept, and the test set is used once, for the final report.
+    # A validation split of the training images (any dataset): epochs then report
+    # validation metrics, the best epoch by validation is kept, and the test set is used
+    # once, for the final report. None: no validation.
     val_split: float | None = None
+    # Image folders without train/ and test/ (or val/) sub-folders: the fraction of each
+    # class held out as the test set. None: 0.1.
+    test_split: float | None = None
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -70,10 +73,12 @@ class TrainConfig:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value < 1):
                 raise ConfigError(f"{field}: expected a positive integer, got {value!r}")
-        if self.val_split is not None and (not isinstance(self.val_split, int | float)
-                                           or not 0 <= self.val_split < 1):
-            raise ConfigError(f"val_split: expected a fraction from 0 to below 1, "
-                              f"got {self.val_split!r}")
+        for field in ("val_split", "test_split"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int | float)
+                                      or isinstance(value, bool) or not 0 <= value < 1):
+                raise ConfigError(f"{field}: expected a fraction from 0 to below 1, "
+                                  f"got {value!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: expected one of {', '.join(SCHEDULES)}, "
                               f"got {self.schedule!r}")
@@ -118,6 +123,9 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a dict such as config.json's; unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
+        if str(data.get("dataset", "")).startswith("folder:") and "test_split" not in data:
+            # Saved before test_split existed, when a folder's val_split was its test split.
+            data = {**data, "test_split": data.get("val_split"), "val_split": None}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")

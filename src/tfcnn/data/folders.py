@@ -21,11 +21,12 @@ Layout (the torchvision ImageFolder convention)::
   truncated, over the decode memory cap `tfcnn.images.decode.MAX_DECODE_BYTES` or Pillow's
   `MAX_IMAGE_PIXELS`) are skipped and returned with the reason; a class with no readable
   image is an error.
-- The split is stratified and seeded: each class holds out round(val_split * count) images
-  (halves round up), at least 1 when it has 2 or more and val_split > 0, and never all of them.
-  The held-out images become x_test/y_test; with val_split 0 those are empty (0, H, W[, 3]) and
-  training has no test metrics. Both parts are in a seeded random order, so `x_train[:n]` is a
-  fair sample across classes.
+- The split is stratified and seeded: each class holds out round(test_split * count) images
+  (halves round up), at least 1 when it has 2 or more and test_split > 0, and never all of
+  them. The held-out images become x_test/y_test; with test_split 0 those are empty
+  (0, H, W[, 3]) and training has no test metrics. A ROOT holding `train/` and `test/` (or
+  `val/`) folders, each with the same class folders, is split already (`split_dirs`). Both
+  parts are in a seeded random order, so `x_train[:n]` is a fair sample across classes.
 """
 
 from __future__ import annotations
@@ -55,6 +56,21 @@ class FolderDataset:
 
     dataset: LoadedDataset  # name "folder:<PATH as given>", source the resolved path
     skipped: list[tuple[str, str]]
+
+
+TRAIN_DIR, TEST_DIRS = "train", ("test", "val")
+
+
+def split_dirs(root: Path) -> tuple[Path, Path] | None:
+    """(ROOT/train, ROOT/test or ROOT/val) when ROOT is a dataset split already, else None
+    (ROOT is then a plain class folder, split by `test_split`)."""
+    train = Path(root) / TRAIN_DIR
+    if not train.is_dir():
+        return None
+    for name in TEST_DIRS:
+        if (Path(root) / name).is_dir():
+            return train, Path(root) / name
+    return None
 
 
 def parse_folder_spec(spec: str) -> Path | None:
@@ -87,14 +103,15 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _check_options(image_size: object, val_split: object, seed: object) -> None:
+def _check_options(image_size: object, test_split: object, seed: object) -> None:
     if not (isinstance(image_size, tuple) and len(image_size) == 2
             and all(_is_int(s) and 1 <= s <= MAX_SIDE for s in image_size)):
         raise ConfigError(f"--image-size {image_size!r}: height and width must be whole "
                           f"numbers from 1 to {MAX_SIDE}")
-    if not (isinstance(val_split, Real) and not isinstance(val_split, bool)
-            and 0 <= val_split < 1):
-        raise ConfigError(f"--val-split {val_split!r}: must be a fraction in [0, 1), e.g. 0.1")
+    if not (isinstance(test_split, Real) and not isinstance(test_split, bool)
+            and 0 <= test_split < 1):
+        raise ConfigError(f"--test-split {test_split!r}: must be a fraction in [0, 1), "
+                          "e.g. 0.1")
     if not _is_int(seed):
         raise ConfigError(f"--seed {seed!r}: the split needs a whole-number seed")
 
@@ -205,13 +222,13 @@ def _reason(error: ImageError, path: str) -> str:
 
 
 def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
-                      grayscale: bool = True, val_split: float = 0.1,
+                      grayscale: bool = True, test_split: float = 0.1,
                       seed: int = 0) -> FolderDataset:
     """Load an image folder into a stratified, seeded train/held-out split (see module doc).
 
     Every file is decoded by `decode_for_model`, as prediction decodes it.
     """
-    _check_options(image_size, val_split, seed)
+    _check_options(image_size, test_split, seed)
     root = Path(root)
     scan = scan_image_folder(root)
     class_names, skipped = scan.class_names, list(scan.skipped)
@@ -234,7 +251,7 @@ def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
     if unreadable:
         raise _empty_classes_error(root, unreadable, "no readable images")
 
-    train, test = stratified_split(labels[:n], val_split, seed, len(class_names))
+    train, test = stratified_split(labels[:n], test_split, seed, len(class_names))
     dataset = LoadedDataset(name=f"{FOLDER_PREFIX}{root}", x_train=images[train],
                             y_train=labels[train], x_test=images[test], y_test=labels[test],
                             class_names=class_names, source=str(root.resolve()))

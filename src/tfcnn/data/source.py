@@ -3,23 +3,30 @@
 `mnist` / `fashion_mnist` / `cifar10` come from `locate` (verified files); `folder:PATH`
 from `folders` (one sub-folder per class). Both give a `LoadedDataset`. A `--data-dir`
 is stored absolute (`absolute_data_dir`), so a run resumes or evaluates from any folder.
-`--val-split` means the held-out test part of a folder, but a validation split of a
-registered dataset's training set (which has its own test set, kept for the final report).
+`--val-split` is a validation split of the training images of any dataset; a folder's own
+test set is its `test/` (or `val/`) sub-folder, or else `--test-split` of each class.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
+from typing import Any
 
 from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import ConfigError, DatasetError
-from tfcnn.data.folders import load_image_folder, parse_folder_spec, parse_image_size
+from tfcnn.data.folders import (
+    load_image_folder,
+    parse_folder_spec,
+    parse_image_size,
+    split_dirs,
+)
 from tfcnn.data.locate import LoadedDataset, check_data_dir, load_dataset
 from tfcnn.data.registry import get_dataset_info
 from tfcnn.data.split import stratified_split
 
-DEFAULT_VAL_SPLIT = 0.1
+DEFAULT_TEST_SPLIT = 0.1  # of each class, for folders without a test/ split
 
 
 def absolute_data_dir(text: str | os.PathLike[str]) -> str:
@@ -43,7 +50,8 @@ def check_dataset_setting(config: TrainConfig, data_dir_origin: str = "--data-di
         if config.data_dir is not None:
             check_data_dir(config.dataset, config.data_dir, data_dir_origin)
         folder_only = {"--image-size": config.image_size is not None,
-                       "--rgb": not config.grayscale}
+                       "--rgb": not config.grayscale,
+                       "--test-split": config.test_split is not None}
         given = [flag for flag, is_set in folder_only.items() if is_set]
         if given:
             raise ConfigError(f"{', '.join(given)}: only for image-folder datasets "
@@ -52,6 +60,9 @@ def check_dataset_setting(config: TrainConfig, data_dir_origin: str = "--data-di
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder (--dataset folder:PATH needs a folder "
                            "with one sub-folder per class)")
+    if config.test_split is not None and split_dirs(root) is not None:
+        raise ConfigError(f"--test-split: {root} has its own test split "
+                          f"({split_dirs(root)[1].name}/); leave --test-split out")
     parse_image_size(config.image_size or "28")
 
 
@@ -74,12 +85,32 @@ def load_training_data(config: TrainConfig, data_dir_origin: str = "--data-dir",
     "RUN/config.json data_dir" for a resumed run).
     """
     root = parse_folder_spec(config.dataset)
+    seed = config.seed or 0
     if root is None:
         dataset = load_dataset(config.dataset, config.data_dir, origin=data_dir_origin)
-        return with_validation_split(dataset, config.val_split, config.seed or 0), []
-    folder = load_image_folder(
-        root, image_size=parse_image_size(config.image_size or "28"),
-        grayscale=config.grayscale,
-        val_split=DEFAULT_VAL_SPLIT if config.val_split is None else config.val_split,
-        seed=config.seed or 0)
-    return folder.dataset, folder.skipped
+        return with_validation_split(dataset, config.val_split, seed), []
+    options = {"image_size": parse_image_size(config.image_size or "28"),
+               "grayscale": config.grayscale, "seed": seed}
+    dirs = split_dirs(root)
+    if dirs is None:
+        test_split = DEFAULT_TEST_SPLIT if config.test_split is None else config.test_split
+        folder = load_image_folder(root, test_split=test_split, **options)
+        dataset, skipped = folder.dataset, folder.skipped
+    else:
+        dataset, skipped = _split_folders(root, *dirs, options)
+    return with_validation_split(dataset, config.val_split, seed), skipped
+
+
+def _split_folders(root: Path, train_dir: Path, test_dir: Path, options: dict[str, Any]
+                   ) -> tuple[LoadedDataset, list[tuple[str, str]]]:
+    """ROOT/train as the training set and ROOT/test (or val) as the test set."""
+    train = load_image_folder(train_dir, test_split=0, **options)
+    test = load_image_folder(test_dir, test_split=0, **options)
+    mine, theirs = train.dataset.class_names, test.dataset.class_names
+    if mine != theirs:
+        raise DatasetError(f"{test_dir}: class folders {list(theirs)} differ from "
+                           f"{train_dir}'s {list(mine)}")
+    dataset = dataclasses.replace(train.dataset, name=f"folder:{root}",
+                                  x_test=test.dataset.x_train, y_test=test.dataset.y_train,
+                                  source=str(Path(root).resolve()))
+    return dataset, [*train.skipped, *test.skipped]

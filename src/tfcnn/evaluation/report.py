@@ -26,7 +26,7 @@ from tfcnn.core.errors import ConfigError, DatasetError, ModelSpecError, RunDirE
 from tfcnn.core.fsutil import atomic_write_json, atomic_write_text
 from tfcnn.core.rundir import RunDir, read_config, read_epoch_records
 from tfcnn.data import pipeline
-from tfcnn.data.folders import load_image_folder, parse_folder_spec
+from tfcnn.data.folders import load_image_folder, parse_folder_spec, split_dirs
 from tfcnn.data.locate import load_dataset
 from tfcnn.data.registry import get_dataset_info
 from tfcnn.data.source import load_training_data
@@ -115,13 +115,15 @@ def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str
         images, labels = data.x_test, data.y_test
         if not len(labels):
             raise DatasetError(f"{root}: run {run.path} held out no images (trained with "
-                               "--val-split 0); pass --dataset folder:PATH with test images")
+                               "--test-split 0); pass --dataset folder:PATH with test images")
     else:
+        # Another folder is evaluated whole; a ROOT with train/ and test/ by its test split.
+        dirs = split_dirs(root)
         h, w, channels = model.image_shape
-        folder = load_image_folder(root, image_size=(h, w), grayscale=channels == 1,
-                                   val_split=0)
+        folder = load_image_folder(root if dirs is None else dirs[1], image_size=(h, w),
+                                   grayscale=channels == 1, test_split=0)
         data, skipped = folder.dataset, folder.skipped
-        images, labels = data.x_train, data.y_train  # val_split 0: every image is here
+        images, labels = data.x_train, data.y_train  # test_split 0: every image is here
     # A folder's labels are its sorted sub-folder names: another set of names (or order)
     # would pair the model's outputs with the wrong classes.
     if model.class_names and tuple(model.class_names) != data.class_names:
