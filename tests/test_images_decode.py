@@ -184,7 +184,7 @@ for preprocessing in ("scale", "mnist"):
         raise SystemExit("the bomb was decoded")
     except ImageError:
         pass
-result = load_image_folder(Path(root), val_split=0)
+result = load_image_folder(Path(root), test_split=0)
 assert [reason.split(" (")[0] for _, reason in result.skipped] == ["image too large to decode"]
 print(peak_mb() - before)
 """

@@ -39,7 +39,7 @@ def test_fifo_and_device_files_are_skipped_and_reported(tmp_path):
     root = make_ids(tmp_path / "d", {"a": 2, "b": 2})
     os.mkfifo(root / "a" / "pipe.png")
     (root / "b" / "zero.png").symlink_to("/dev/zero")
-    result = _in_time(lambda: load_image_folder(root, val_split=0))
+    result = _in_time(lambda: load_image_folder(root, test_split=0))
     assert dict(result.skipped) == {str(root / "a" / "pipe.png"): "not a regular file (a FIFO)",
                                     str(root / "b" / "zero.png"): "not a regular file (a device)"}
     assert sorted(result.dataset.y_train.tolist()) == [0, 0, 1, 1]
@@ -49,7 +49,7 @@ def test_fifo_and_device_files_are_skipped_and_reported(tmp_path):
 def test_folder_symlink_loops_pull_in_nothing(tmp_path, target):
     root = make_ids(tmp_path / "d", {"a": 2, "b": 3})
     (root / "a" / "loop").symlink_to(target, target_is_directory=True)
-    result = load_image_folder(root, val_split=0)
+    result = load_image_folder(root, test_split=0)
     assert result.skipped == [(str(root / "a" / "loop"),
                                "symbolic link to a folder: not followed")]
     ds = result.dataset
@@ -65,7 +65,7 @@ def test_class_folders_may_be_links_and_nested_real_folders_still_count(tmp_path
         (root / name).symlink_to(store / name, target_is_directory=True)
     (store / "a" / "more").mkdir()
     Image.new("L", (5, 5)).save(store / "a" / "more" / "n.png")
-    result = load_image_folder(root, val_split=0)
+    result = load_image_folder(root, test_split=0)
     assert result.skipped == []
     assert sorted(result.dataset.y_train.tolist()) == [0, 0, 0, 1, 1]
 

@@ -61,7 +61,7 @@ def write_fixtures(root: Path) -> dict[str, Path]:
 def test_training_pixels_are_what_prediction_feeds(tmp_path, size, channels):
     files = write_fixtures(tmp_path / "folder")
     result = load_image_folder(tmp_path / "folder", image_size=size, grayscale=channels == 1,
-                               val_split=0)
+                               test_split=0)
     assert result.skipped == []
     ds = result.dataset
     assert len(ds.y_train) == len(files)
