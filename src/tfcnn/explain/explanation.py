@@ -9,7 +9,7 @@ cheap.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ class Explanation:
     image: np.ndarray
     target: int
     target_label: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def figure(self) -> Any:
         """A matplotlib `Figure` (Agg canvas attached): input, top classes, heatmaps."""
