@@ -5,9 +5,10 @@ Each takes a loaded tfcnn Keras model (it returns logits), a prepared float32 ba
 image (float32, (N, H, W)):
 
 - `gradcam` (Selvaraju et al. 2017): the target logit's gradient with respect to a
-  convolution's output, averaged over positions as channel weights; the weighted sum of the
-  channels, ReLU, bilinearly upsampled to H×W, divided by its maximum (0-1; all zero when
-  nothing speaks for the class).
+  convolution's output (the last one at least 3×3, `gradcam_layer`), averaged over
+  positions as channel weights; the weighted sum of the channels, ReLU, upsampled to H×W
+  (bilinear between the positions' receptive-field centres, `centres`), divided by its
+  maximum (0-1; all zero when nothing speaks for the class).
 - `integrated_gradients` (Sundararajan et al. 2017): (x − baseline) times the target
   logit's gradient averaged along the straight path from the baseline to x (trapezoid
   rule), summed over channels. Signed; the attributions of an image add up to
