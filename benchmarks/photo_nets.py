@@ -1,7 +1,7 @@
 """Training step time of networks for photos at 64x64 RGB: the notation's photo layers
 (residual blocks, same padding, separable convolutions, GAP) against the issue's baseline.
 
-    python benchmarks/photo_nets.py [--batch 64] [--steps 12] [--rounds 3]
+    python benchmarks/photo_nets.py [--batch 64] [--steps 12] [--rounds 3] [--only residual ...]
 
 Each network gets one compiled training step (forward, loss, gradients, Adam update: what
 training/loop.py does, without augmentation) on a fixed random batch. After a warm-up, the
@@ -24,16 +24,20 @@ NETWORKS = {
     "separable + GAP": "32C3p-BN-P2-64SC3p-BN-P2-128SC3p-BN-P2-GAP-D10",
     "residual + GAP": "32C3p-BN-P2-R32-R64S2-R128S2-GAP-D10",
     "MobileNetV3Small": "keras:MobileNetV3Small",
+    "residual + GAP, bf16": "32C3p-BN-P2-R32-R64S2-R128S2-GAP-D10 mixed_bfloat16",
+    "MobileNetV3Small, bf16": "keras:MobileNetV3Small mixed_bfloat16",
 }
 
 
-def _model(notation: str, shape: tuple[int, int, int]):
+def _model(network: str, shape: tuple[int, int, int]):
+    notation, _, precision = network.partition(" ")
     classes = tuple(str(n) for n in range(10))
+    precision = precision or "float32"
     if notation.startswith("keras:"):
         from tfcnn.models.backbones import build_backbone_model
-        return build_backbone_model(notation, shape, classes, seed=0)
+        return build_backbone_model(notation, shape, classes, seed=0, precision=precision)
     from tfcnn.models.network import build_model
-    return build_model(notation, shape, classes, seed=0)
+    return build_model(notation, shape, classes, seed=0, precision=precision)
 
 
 def _step(model):
@@ -60,14 +64,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="networks whose name contains one of these (default: all)")
     args = parser.parse_args()
     shape = (args.size, args.size, 3)
     rng = np.random.default_rng(0)
     images = rng.random((args.batch, *shape), dtype=np.float32)
     labels = rng.integers(0, 10, args.batch).astype(np.int32)
     runs = {}
-    for name, notation in NETWORKS.items():
-        model = _model(notation, shape)
+    chosen = {name: network for name, network in NETWORKS.items()
+              if args.only is None or any(part in name for part in args.only)}
+    for name, network in chosen.items():
+        model = _model(network, shape)
         step = _step(model)
         for _ in range(3):
             step(images, labels).numpy()  # trace and warm up

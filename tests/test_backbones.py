@@ -242,3 +242,24 @@ def test_backbone_phase_freezes_for_the_first_epochs_then_fine_tunes(saved):
     scratch = small(2)
     assert backbone_phase(scratch, 0, freeze_epochs=2) == "all"
     assert len(scratch.trainable_variables) > len(model.trainable_variables)
+
+
+def test_mixed_bfloat16_backbone_computes_in_bf16_and_reloads_as_float32(saved, tmp_path):
+    from tfcnn.models.network import load_model
+
+    model = small(2, weights=str(saved[1]), precision="mixed_bfloat16")
+    assert {layer.compute_dtype for layer in model.backbone.layers[1:]} == {"bfloat16"}
+    assert model.logits.compute_dtype == "float32" and model.preprocess.compute_dtype == "float32"
+    assert all(v.dtype == "float32" for v in model.weights)
+    assert same(arrays(model.backbone.weights), arrays(saved[0].backbone.weights))
+    x = images(seed=4)
+    logits = model(x)
+    assert logits.dtype == "float32"
+    plain = small(2, weights=str(saved[1]))
+    scale = float(np.abs(np.asarray(plain(x))).max())
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(plain(x)), atol=0.05 * scale)
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert loaded.precision == "float32" and isinstance(loaded, BackboneModel)
+    assert {layer.compute_dtype for layer in loaded.backbone.layers} == {"float32"}
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(plain(x)), atol=1e-5)

@@ -69,6 +69,20 @@ def _make_backbone(backbone: Backbone, height: int, width: int, seed: int) -> ke
     return network
 
 
+def _with_policy(network: keras.Model, precision: str) -> keras.Model:
+    """The same network, each layer computing under the dtype policy `precision` (weights
+    stay float32). keras.applications takes no dtype but the global policy, which tfcnn
+    leaves alone; cloning layer by layer sets it per layer instead."""
+    def clone(layer: Any) -> Any:
+        if not isinstance(layer, layers.Layer) or isinstance(layer, layers.InputLayer):
+            return layer  # plain operations (add, multiply) hold no state
+        return layer.__class__.from_config({**layer.get_config(), "dtype": precision})
+
+    copy = keras.models.clone_model(network, clone_function=clone)
+    copy.set_weights(network.get_weights())
+    return copy
+
+
 def input_map(family: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """(kernel (1, 1, channels, 3), bias (3,)) of the 1x1 convolution taking 0-1 images to
     what the backbone expects: grey repeated to RGB, x 255, then the family's
@@ -98,9 +112,6 @@ class BackboneModel(keras.Model):
         entry = backbone_of(spec)
         if not class_names:
             raise ModelSpecError(f"--model {spec}: needs the class names (one logit each)")
-        if precision != "float32":
-            raise ConfigError(f"--precision {precision}: keras: backbones train in float32 "
-                              "only (mixed precision is for notation models)")
         self.spec = self.notation = "keras:" + entry.name
         self.image_shape = tuple(int(n) for n in image_shape)
         self.class_names = tuple(class_names)
@@ -114,6 +125,9 @@ class BackboneModel(keras.Model):
         self.frozen_statistics = frozen_statistics
         self.family = entry.module
         kernel, bias = input_map(entry.module, self.image_shape[-1])
+        # Mixed precision: the backbone, pooling and dropout compute in bfloat16; the input
+        # map (exact 0-255 values) and the logits (for the loss and softmax) in float32.
+        dtype = {"dtype": precision} if precision != "float32" else {}
         # One plain sequence of stock layers, like NotationModel's `stack`: export turns it
         # into a functional model that loads without tfcnn. The input preprocessing is a
         # fixed 1x1 convolution (never trained).
@@ -121,13 +135,17 @@ class BackboneModel(keras.Model):
             layers.Conv2D(3, 1, name="preprocess", trainable=False,
                           kernel_initializer=keras.initializers.Constant(kernel),
                           bias_initializer=keras.initializers.Constant(bias)),
-            _make_backbone(entry, *self.image_shape[:2], seed),
-            layers.GlobalAveragePooling2D(name="gap"),
-            layers.Dropout(dropout, seed=seed * 1000 + 1, name="dropout"),
+            self._backbone(entry, seed, precision),
+            layers.GlobalAveragePooling2D(name="gap", **dtype),
+            layers.Dropout(dropout, seed=seed * 1000 + 1, name="dropout", **dtype),
             layers.Dense(len(self.class_names), name="logits",
                          kernel_initializer=keras.initializers.GlorotUniform(
                              seed=seed * 1000 + 2)),
         ]
+
+    def _backbone(self, entry: Backbone, seed: int, precision: str) -> keras.Model:
+        network = _make_backbone(entry, *self.image_shape[:2], seed)
+        return network if precision == "float32" else _with_policy(network, precision)
 
     @property
     def preprocess(self) -> layers.Conv2D:

@@ -179,7 +179,7 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
     if getattr(model, "precision", "float32") == "float32":
         return model
     config = {**model.get_config(), "precision": "float32"}
-    plain = NotationModel.from_config(config)
+    plain = type(model).from_config(config)  # a NotationModel or a BackboneModel
     plain.build((None, *plain.image_shape))
     plain.set_weights(model.get_weights())
     return plain
