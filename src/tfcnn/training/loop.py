@@ -1,11 +1,10 @@
-"""The tutorial's training loop, done right: tf.GradientTape steps under tf.function.
+"""The tutorial's training loop, done right: epochs of compiled steps (steps.py), run files.
 
 Differences from the tutorial, all deliberate:
-- the model returns logits and the loss is built `from_logits=True` (no double softmax);
-- model, optimizer and metrics are passed in and closed over, never module globals;
 - metrics are reset with `reset_state()` (Keras 3; `reset_states` is gone);
-- the loss metric averages over images, so the last, smaller batch is weighted fairly;
-- SIGINT/SIGTERM finish the current step, save a checkpoint and stop cleanly.
+- SIGINT/SIGTERM finish the current step, save a checkpoint and stop cleanly;
+- a short run's batch-norm statistics are recomputed at its end (batchnorm.py);
+- a preset may test after its last epoch only (presets.tests_every_epoch).
 
 Under a tf.distribute strategy (see strategy.py) the same steps run on every replica; with
 none (the default) the code below is the plain single-device loop, unchanged.
@@ -29,12 +28,14 @@ from tfcnn.core.fsutil import atomic_path
 from tfcnn.core.presets import tests_every_epoch
 from tfcnn.core.rundir import RunDir, write_metrics
 from tfcnn.data import pipeline
-from tfcnn.data.augment import Augmentation, augment_images, step_seed
 from tfcnn.training import batchnorm
 from tfcnn.training.averaging import averaged_weights, keep_averaged_weights
 from tfcnn.training.checkpoint import TrainingState
 from tfcnn.training.signals import StopRequest, stop_on_signals
-from tfcnn.training.strategy import Distribution, distribute_dataset, global_mean, replicated_steps
+from tfcnn.training.steps import Steps, make_steps
+from tfcnn.training.strategy import Distribution, distribute_dataset
+
+__all__ = ["FitData", "Hooks", "Progress", "Steps", "best_epoch", "fit", "make_steps"]
 
 
 class Progress(Protocol):
@@ -51,84 +52,6 @@ class Hooks:
     epoch_end: Callable[[dict[str, Any]], None] | None = None
     # A one-line remark worth showing the user (e.g. batch-norm statistics recomputed).
     note: Callable[[str], None] | None = None
-
-
-@dataclass
-class Steps:
-    train: Callable[[Any, tf.Tensor], None]  # (iterator over batches, number of steps)
-    test: Callable[[tf.Tensor, tf.Tensor], None]
-    train_metrics: list[keras.metrics.Metric]
-    test_metrics: list[keras.metrics.Metric]
-    optimizer: keras.optimizers.Optimizer | None = None  # for its weight average, if any
-
-
-def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-               image_shape: tuple[int, ...], strategy: Any = None, *, seed: int = 0,
-               augmentation: Augmentation | None = None,
-               label_smoothing: float = 0.0) -> Steps:
-    """Compiled train and test steps closing over the model, optimizer and metrics.
-
-    With a `strategy`, call this in its scope (the metrics' variables are created here).
-    `augmentation` warps each training batch in the graph, seeded by (seed, step count);
-    `label_smoothing` applies to the training loss only (test losses stay plain).
-    """
-    per_image_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-    smoothed_loss = keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=label_smoothing, reduction=None)
-
-    def training_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-        if not label_smoothing:
-            return per_image_loss(labels, logits)
-        return smoothed_loss(tf.one_hot(labels, tf.shape(logits)[-1]), logits)
-
-    def augmented(images: tf.Tensor) -> tf.Tensor:
-        if augmentation is None or not augmentation.active:
-            return images
-        replica = (tf.distribute.get_replica_context().replica_id_in_sync_group
-                   if strategy is not None else 0)
-        return augment_images(images, augmentation,
-                              step_seed(seed, optimizer.iterations, replica))
-
-    train_loss = keras.metrics.Mean("loss")
-    train_accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
-    test_loss = keras.metrics.Mean("test_loss")
-    test_accuracy = keras.metrics.SparseCategoricalAccuracy("test_accuracy")
-    # A fixed signature: the last, smaller batch must not trigger a second trace.
-    signature = (tf.TensorSpec((None, *image_shape), tf.float32), tf.TensorSpec((None,), tf.int32))
-
-    def train_step(images: tf.Tensor, labels: tf.Tensor) -> None:
-        images = augmented(images)
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            losses = training_loss(labels, logits)
-            loss = tf.reduce_mean(losses) if strategy is None else global_mean(losses)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        train_loss.update_state(losses)
-        train_accuracy.update_state(labels, logits)
-
-    def test_step(images: tf.Tensor, labels: tf.Tensor) -> None:
-        logits = model(images, training=False)
-        test_loss.update_state(per_image_loss(labels, logits))
-        test_accuracy.update_state(labels, logits)
-
-    metrics = ([train_loss, train_accuracy], [test_loss, test_accuracy])
-    if strategy is not None:
-        statistics = [v for v in model.non_trainable_variables
-                      if keras.backend.is_float_dtype(v.dtype)]
-        return Steps(*replicated_steps(strategy, train_step, test_step, statistics), *metrics,
-                     optimizer)
-
-    # Several steps per call (like Keras's steps_per_execution): the same updates in the same
-    # order, without a Python round trip and function-call overhead between steps.
-    @tf.function
-    def train_steps(batches: Any, count: tf.Tensor) -> None:
-        for _ in tf.range(count):
-            images, labels = next(batches)
-            train_step(images, labels)
-
-    return Steps(train_steps, tf.function(test_step, input_signature=signature), *metrics,
-                 optimizer)
 
 
 def _save_model(model: keras.Model, run: RunDir) -> None:
