@@ -85,3 +85,27 @@ def test_heatmap_follows_the_drawing(page):
     first = heat.get_attribute("src")
     draw(page, 7)
     sync_api.expect(heat).not_to_have_attribute("src", first, timeout=15_000)
+
+
+def test_a_server_without_explain_turns_the_toggle_off():
+    import dataclasses
+
+    from tfcnn.models.network import build_model
+    from tfcnn.serve.model import from_keras
+
+    model = build_model("8C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0,
+                        preprocessing="mnist", dataset="mnist")
+    served = dataclasses.replace(from_keras(model, "digits"), keras_model=None)
+    with BackgroundServer(create_app(served, "digits")) as running, \
+            sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_context(viewport={"width": 800, "height": 900}).new_page()
+        page.goto(running.url + "/")
+        page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+        page.check("#why")
+        draw(page, 1)
+        sync_api.expect(page.locator("#status")).to_contain_text("does not explain",
+                                                                 timeout=15_000)
+        assert not page.locator("#why").is_checked()
+        assert page.locator("#heat").is_hidden()
+        browser.close()
