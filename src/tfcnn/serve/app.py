@@ -65,11 +65,9 @@ RouterFactory = Callable[[ServedModel], APIRouter]
 
 
 def default_routers() -> list[RouterFactory]:
-    """Routers other parts of tfcnn add to the app (the explain page's, once it exists)."""
-    try:
-        from tfcnn.serve import explain_route  # type: ignore[attr-defined]
-    except ImportError:
-        return []
+    """The routers added to every app beyond the prediction APIs: `POST /explain`."""
+    from tfcnn.serve import explain_route
+
     return [explain_route.router]
 
 

@@ -39,7 +39,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Bad input: malformed JSON or image, "
                                                   "wrong shape, type or range"},
     404: {"model": ErrorResponse, "description": "No such model or version"},
-    413: {"model": ErrorResponse, "description": "Request body over the size limit"},
+    413: {"model": ErrorResponse, "description": "Request body over the size limit, or an "
+                                                  "image too large to decode"},
 }
 
 
