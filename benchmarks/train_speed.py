@@ -37,7 +37,7 @@ TRAIN_IMAGES = 60_000
 
 def training_flops_per_image(notation: str = "32C3-P2-32C3-P2-32C5S2-BN-DO40-D128-D10") -> float:
     """Multiply-adds x 2 of the conv and dense layers, x 3 for forward + backward."""
-    from tfcnn.models import notation as nt
+    from tfcnn.spec import notation as nt
 
     height = width = 28
     channels = 1
@@ -80,7 +80,7 @@ def tutorial_style_arm(data_dir: str, epochs: int) -> None:
 
     from tfcnn.data.locate import load_dataset
     from tfcnn.models.network import build_model
-    from tfcnn.models.notation import PRESETS
+    from tfcnn.spec.notation import PRESETS
 
     data = load_dataset("mnist", data_dir)
     x_train = (data.x_train / 255.0)[..., None].astype("float32")

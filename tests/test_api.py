@@ -198,3 +198,19 @@ def test_pillow_images_of_any_mode_are_accepted(tmp_path):
     batch, sources = model_inputs(images, "scale", (12, 10, 3))
     assert batch.shape == (5, 12, 10, 3) and batch.dtype == np.float32
     assert sources == [f"image[{i}]" for i in range(5)]
+
+
+@pytest.mark.slow
+def test_import_tfcnn_models_registers_the_classes_quietly(tmp_path):
+    from tfcnn.models.network import build_model
+
+    path = tmp_path / "m.keras"
+    build_model("4C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0).save(path)
+    code = ("import sys\nimport tfcnn.models\nimport keras\n"
+            f"model = keras.saving.load_model({str(path)!r})\n"
+            "print(type(model).__name__, model.notation)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "TFCNN_TF_LOGS"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["NotationModel", "4C3-P2-D10"]
+    assert "cuda" not in done.stderr.lower(), done.stderr  # TensorFlow's start-up lines hidden

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tfcnn.core.errors import ConfigError, ModelSpecError
-from tfcnn.models import backbone_specs as bs
+from tfcnn.spec import backbones as bs
 
 keras = pytest.importorskip("keras")
 

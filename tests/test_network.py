@@ -6,14 +6,14 @@ import sys
 import numpy as np
 import pytest
 
-from tfcnn.models import notation as nt
 from tfcnn.models.network import NotationModel, build_model, load_model, probabilities
+from tfcnn.spec import notation as nt
 
 DIGITS = tuple("0123456789")
 
 
 def tutorial(seed: int = 0) -> NotationModel:
-    return build_model(nt.PRESETS["tutorial"], (28, 28, 1), DIGITS, seed)
+    return build_model(nt.NETWORKS["tutorial"], (28, 28, 1), DIGITS, seed)
 
 
 def test_tutorial_preset_has_the_tutorials_parameter_count():

@@ -3,11 +3,11 @@
 import pytest
 
 from tfcnn.core.errors import ModelSpecError
-from tfcnn.models import notation as nt
+from tfcnn.spec import notation as nt
 
 
 def test_tutorial_notation_parses_to_its_layers():
-    assert nt.parse_notation(nt.PRESETS["tutorial"]) == [
+    assert nt.parse_notation(nt.NETWORKS["tutorial"]) == [
         nt.Conv(32, 3), nt.Pool(2), nt.Conv(32, 3), nt.Pool(2), nt.Conv(32, 5, stride=2),
         nt.BatchNorm(), nt.Dropout(0.4), nt.Dense(128), nt.Dense(10)]
 
@@ -43,7 +43,7 @@ def test_empty_notation_is_an_error():
 
 
 def test_resolve_model_accepts_presets_and_notation():
-    assert nt.resolve_model("tutorial") == ("tutorial", nt.PRESETS["tutorial"])
+    assert nt.resolve_model("tutorial") == ("tutorial", nt.NETWORKS["tutorial"])
     assert nt.resolve_model("Tutorial")[0] == "tutorial"
     assert nt.resolve_model("8c3-d10") == ("8C3-D10", "8C3-D10")
 
@@ -58,7 +58,7 @@ def test_output_units_is_the_last_dense():
 
 
 def test_check_output_shape_rejects_a_net_that_shrinks_below_one_pixel():
-    nt.check_output_shape(nt.PRESETS["tutorial"], (28, 28, 1))  # ends at 1x1: fine
+    nt.check_output_shape(nt.NETWORKS["tutorial"], (28, 28, 1))  # ends at 1x1: fine
     with pytest.raises(ModelSpecError, match="token 5 'P2'.*below 1x1"):
         nt.check_output_shape("32C5S2-32C5S2-P2-P2-P2-D10", (28, 28, 1))
 

@@ -28,7 +28,7 @@ EXAMPLES = 40  # cases per operation and mode: 30 × 40 in all, under a minute
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection]
 OPERATIONS = [
-    "GET /info", "POST /predict",
+    "GET /info", "POST /predict", "POST /explain",
     "GET /v1/models/{name}", "GET /v1/models/{name}/versions/{version}",
     "GET /v1/models/{name}/metadata", "GET /v1/models/{name}/versions/{version}/metadata",
     "POST /v1/models/{name}:predict", "POST /v1/models/{name}/versions/{version}:predict",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tfcnn import cli_explain
 from tfcnn.cli_parser import build_parser
 from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import (
@@ -249,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # argparse would show the top-level usage; the command's own helps more
         args.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "export": cmd_export, "serve": cmd_serve, "doctor": cmd_doctor}
+                "explain": cli_explain.run, "export": cmd_export, "serve": cmd_serve,
+                "doctor": cmd_doctor}
     try:
         return handlers[args.command](args)
     except TrainingInterrupted as exc:

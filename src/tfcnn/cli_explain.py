@@ -157,16 +157,13 @@ def _print_text(results: list[dict[str, Any]]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `tfcnn explain`; returns the exit status (1 when some files were unusable)."""
-    from tfcnn.core.rundir import resolve_model_file
-    from tfcnn.core.tfenv import import_tensorflow
+    from tfcnn.api.classifier import load
 
     _check_args(args)
-    model_file = resolve_model_file(args.source)
-    import_tensorflow()
+    classifier = load(args.source)  # the API's loader: the checks every command gets
     from tfcnn.explain.run import explain_images
-    from tfcnn.models.loader import load_checked_model
 
-    model = load_checked_model(model_file)
+    model, model_file = classifier.keras_model, classifier.path
     truths = None
     errors: list[dict[str, Any]] = []
     if args.paths:

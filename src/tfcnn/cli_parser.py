@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from tfcnn import __version__
+from tfcnn import __version__, cli_explain
 from tfcnn.core.config import TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -72,6 +72,41 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                           "(default 0; 34 is Simard's)")
     aug.add_argument("--elastic-sigma", type=float, metavar="PX",
                      help=f"smoothness of the elastic field (default {_DEFAULTS.elastic_sigma:g})")
+    aug.add_argument("--crop-area", type=float, metavar="F",
+                     help="photos: random resized crop keeping F to all of the image's area, "
+                          "aspect 3:4 to 4:3, resized back (default 0: off; e.g. 0.35)")
+    aug.add_argument("--brightness", type=float, metavar="F",
+                     help="photos: random brightness change of up to F (0-1), added "
+                          "(default 0)")
+    aug.add_argument("--contrast", type=float, metavar="F",
+                     help="photos: random contrast factor from 1-F to 1+F (default 0)")
+    aug.add_argument("--saturation", type=float, metavar="F",
+                     help="photos: random saturation factor from 1-F to 1+F (default 0)")
+    aug.add_argument("--hue", type=float, metavar="TURNS",
+                     help="photos: random hue rotation of up to TURNS (0-0.5) either way "
+                          "(default 0)")
+    aug.add_argument("--mixup", type=float, metavar="A",
+                     help="mixup: blend pairs of images and their labels, weights from "
+                          "Beta(A, A) (default 0: off; e.g. 0.2)")
+    aug.add_argument("--cutmix", type=float, metavar="A",
+                     help="cutmix: paste a box of another image, its share from Beta(A, A) "
+                          "(default 0: off; e.g. 1.0); with --mixup, a coin picks one")
+    p.add_argument("--class-weight", choices=("balanced",),
+                   help="balanced: weight each class's loss by n / (classes * its count) "
+                        "in the training images (imbalanced folders)")
+    tl = p.add_argument_group("transfer learning (--model keras:NAME)")
+    tl.add_argument("--weights", metavar="imagenet|none|PATH",
+                    help="the backbone's weights: imagenet (Keras's cache, ~/.keras/models), "
+                         "none (random; the whole network trains) or a weights file "
+                         "(default none)")
+    tl.add_argument("--freeze-epochs", type=int, metavar="N",
+                    help="with pretrained weights: train only the new head for the first N "
+                         "epochs, then fine-tune the backbone (default 0)")
+    tl.add_argument("--fine-tune-lr", type=float, metavar="LR",
+                    help="learning rate once the backbone is unfrozen (default --lr / 10)")
+    tl.add_argument("--fine-tune-layers", type=int, metavar="N",
+                    help="fine-tune only the backbone's last N layers with weights "
+                         "(default: all; batch norms stay frozen)")
     p.add_argument("--seed", type=int, help="random seed; the same seed gives the same run "
                                             "(default: a random one, recorded in config.json)")
     p.add_argument("--shuffle-buffer", type=int, metavar="N",
@@ -181,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train_parser(commands)
     _add_use_parsers(commands)
+    cli_explain.add_parser(commands)
     doctor = commands.add_parser("doctor", help="check the TensorFlow install, devices and data",
                                  description="Report TensorFlow and Keras versions, GPUs, CPU "
                                              "threads and where each dataset would load from.")

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from tfcnn.api.report import Report
-from tfcnn.core.errors import ConfigError
 from tfcnn.core.prediction import Prediction
 
 
@@ -143,13 +142,12 @@ class Classifier:
             >>> sorted(e.heatmaps)                              # doctest: +SKIP
             ['gradcam', 'integrated-gradients', 'occlusion']
         """
-        from tfcnn.explain import explain_images
+        from tfcnn.explain import explain_images, parse_methods
         from tfcnn.predict.inputs import model_inputs
 
+        methods = parse_methods(method)  # a bad name fails before any image is decoded
         batch, sources = model_inputs(inputs, self.preprocessing, self.image_shape)
-        methods = method_names(method)
-        targets = None if target is None else [target] * len(batch)
-        return explain_images(self._model, batch, methods=methods, targets=targets,
+        return explain_images(self._model, batch, methods=methods, targets=target,
                               sources=sources)
 
     def export(self, path: str | os.PathLike[str], format: str = "keras",
@@ -173,18 +171,6 @@ class Classifier:
         h, w, c = self.image_shape
         return (f"Classifier({str(self.path)!r}: {len(self.class_names)} classes, "
                 f"{h}×{w}×{c} input, preprocessing {self.preprocessing!r})")
-
-
-def method_names(method: str) -> tuple[str, ...]:
-    """The explanation methods for `method` ("all" means every one)."""
-    from tfcnn.explain import METHODS
-
-    if method == "all":
-        return tuple(METHODS)
-    if method not in METHODS:
-        raise ConfigError(f"method: expected one of {', '.join(METHODS)} or all, "
-                          f"got {method!r}")
-    return (method,)
 
 
 def load(path: str | os.PathLike[str]) -> Classifier:

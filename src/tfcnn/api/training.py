@@ -72,7 +72,7 @@ def check_settings(config: TrainConfig, ensemble: int | None = None,
     from tfcnn.core.errors import ModelSpecError
     from tfcnn.core.presets import PRESETS
     from tfcnn.data.source import check_dataset_setting
-    from tfcnn.models.notation import resolve_model
+    from tfcnn.spec.notation import resolve_model
     from tfcnn.training.ensemble import check_ensemble
 
     try:

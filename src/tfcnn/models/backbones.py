@@ -29,7 +29,7 @@ import numpy as np
 from keras import layers
 
 from tfcnn.core.errors import ConfigError, ModelSpecError
-from tfcnn.models.backbone_specs import Backbone, backbone_of, weights_path
+from tfcnn.spec.backbones import Backbone, backbone_of, weights_path
 
 _INITIALIZERS = ("kernel_initializer", "depthwise_initializer")
 

@@ -18,8 +18,8 @@ import keras
 from keras import layers
 
 from tfcnn.models import mirror as mi
-from tfcnn.models import notation as nt
 from tfcnn.models.blocks import ResidualBlock
+from tfcnn.spec import notation as nt
 
 
 def _seeded(seed: int, index: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from tfcnn.core.errors import ModelSpecError
-from tfcnn.models.backbone_specs import (
+from tfcnn.spec.backbones import (
     BACKBONE_MIN_SIZE,
     KERAS_PREFIX,
     backbone_spec,
@@ -31,7 +31,7 @@ from tfcnn.models.backbone_specs import (
 )
 
 # The tutorial's network, with its bug fixed: the last layer gives logits, not softmax.
-PRESETS: dict[str, str] = {
+NETWORKS: dict[str, str] = {
     "tutorial": "32C3-P2-32C3-P2-32C5S2-BN-DO40-D128-D10",
 }
 
@@ -168,17 +168,17 @@ def parse_notation(notation: str) -> list[LayerSpec]:
 def resolve_model(name_or_notation: str) -> tuple[str, str]:
     """Return (display name, notation) for a preset name or a notation string.
 
-    `keras:NAME` (a keras.applications backbone, models/backbone_specs.py) comes back as
+    `keras:NAME` (a keras.applications backbone, spec/backbones.py) comes back as
     ("keras:NAME", "keras:NAME") with NAME spelt as Keras does.
     """
     key = name_or_notation.strip()
     if key.lower().startswith(KERAS_PREFIX):
         spec = backbone_spec(key)
         return spec, spec
-    if key.lower() in PRESETS:
-        return key.lower(), PRESETS[key.lower()]
+    if key.lower() in NETWORKS:
+        return key.lower(), NETWORKS[key.lower()]
     if "-" not in key and not any(ch.isdigit() for ch in key):
-        names = ", ".join(sorted(PRESETS))
+        names = ", ".join(sorted(NETWORKS))
         raise ModelSpecError(f"--model {key!r}: unknown preset (known: {names}) "
                              "and not a layer notation like '32C3-P2-D128-D10'")
     parse_notation(key)
