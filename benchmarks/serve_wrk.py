@@ -1,6 +1,8 @@
 """Serving speed measured by an external load tool (`hey` or `wrk`, Debian packages), so the
 client is not the bottleneck: 32 keep-alive clients send one v1 JSON `:predict` request each
-at a time (one 28×28 MNIST test image), 10,000 requests a round.
+at a time (one 28×28 MNIST test image). hey sends 10,000 requests a round (10,016: it gives
+each client the same count); wrk, which runs for a time, runs 5 s (10,000 requests at
+2,000 req/s).
 
     python benchmarks/serve_wrk.py RUN_DIR|MODEL [--tool hey|wrk|both] [--rounds 3]
         [--clients 32] [--requests 10000] [--data-dir ../shared/datasets]
@@ -80,6 +82,13 @@ def run_wrk(url: str, body: Path, clients: int, requests: int) -> dict:
                              check=True, env=env).stdout
     finally:
         os.unlink(script.name)
+    try:
+        return _read_wrk(out)
+    except (AttributeError, ValueError) as exc:  # a line not found or not a number
+        raise RuntimeError(f"cannot read wrk's output ({exc}):\n{out}") from exc
+
+
+def _read_wrk(out: str) -> dict:
     done = int(re.search(r"(\d+) requests in", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
