@@ -166,7 +166,7 @@ def test_resume_trains_only_the_missing_member_the_same_way(trained_ensemble, tm
     kept = (copy / "member-1" / "model.keras").stat().st_mtime_ns
     capsys.readouterr()
     assert main(["train", "--resume", str(copy), "--quiet"]) == 0
-    assert capsys.readouterr().out == f"Run directory: {copy}\n"
+    assert capsys.readouterr().out == f"{copy}\n"  # --quiet: the run directory only
     assert (copy / "member-1" / "model.keras").stat().st_mtime_ns == kept
     assert same_weights(load_weights(copy / "member-2" / "model.keras"),
                         load_weights(ens / "member-2" / "model.keras"))
