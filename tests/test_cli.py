@@ -125,3 +125,30 @@ def test_progress_bar_shows_on_a_terminal_only(shared_datasets_dir, tmp_path):
                            text=True, timeout=120)
     assert piped.returncode == 0
     assert "step" not in piped.stderr
+
+
+def test_ctrl_c_after_training_finished_still_exits_0(monkeypatch, capsys, tmp_path):
+    # The run is complete once start_training returns: a Ctrl-C while the summary prints
+    # must not turn a finished run into exit 130.
+    import builtins
+    from types import SimpleNamespace
+
+    import tfcnn.api.training as api_training
+
+    result = SimpleNamespace(run_dir=tmp_path, test_accuracy=0.99, train_seconds=1.0)
+    monkeypatch.setattr(api_training, "start_training", lambda *a, **k: result)
+    real_print = builtins.print
+
+    def interrupted_print(*args, **kwargs):
+        if args and str(args[0]).startswith("Done:"):
+            raise KeyboardInterrupt
+        real_print(*args, **kwargs)
+
+    monkeypatch.setattr(builtins, "print", interrupted_print)
+    assert main(["train", "--epochs", "1"]) == 0
+
+
+def test_one_epoch_is_singular():
+    from tfcnn.cli import _epochs
+
+    assert (_epochs(1), _epochs(2)) == ("1 epoch", "2 epochs")
