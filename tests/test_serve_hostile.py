@@ -29,14 +29,22 @@ NAME = "digits"  # the name conftest's `served` model is served under
 
 @pytest.fixture(scope="module")
 def server(served):
-    with BackgroundServer(create_app(served, NAME, max_body_bytes=16 * 2**20),
-                          header_timeout=1.0, body_timeout=1.0) as running:
+    with BackgroundServer(create_app(served, NAME, max_body_bytes=16 * 2**20)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def impatient(served):
+    """A server that gives the headers, and then the body, 1 s each to arrive."""
+    with BackgroundServer(create_app(served, NAME), header_timeout=1.0,
+                          body_timeout=1.0) as running:
         yield running
 
 
 # --- a large JSON body does not stall the others -------------------------------------------
 
 
+@pytest.mark.slow
 def test_large_json_bodies_do_not_stall_other_clients(server):
     """Four ~9 MiB :predict bodies at once (1,900 images each) while a client polls
     /v2/health/live: the polls keep answering promptly, far faster than a big request."""
@@ -168,12 +176,12 @@ def _read_all(sock: socket.socket) -> bytes:
     b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
     b'{"instances": ',  # body never ends
 ], ids=["nothing", "half the headers", "half the body"])
-def test_a_stalled_client_gets_408_and_its_connection_closes(server, sent):
-    with _stall(server.url, sent) as sock:
+def test_a_stalled_client_gets_408_and_its_connection_closes(impatient, sent):
+    with _stall(impatient.url, sent) as sock:
         answer = _read_all(sock)  # blocks until the server closes (30 s socket timeout)
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert b'"error"' in answer
-    assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
+    assert httpx.get(f"{impatient.url}/v2/health/live").status_code == 200
 
 
 def test_shutdown_does_not_wait_for_a_client_stalled_mid_body(served):
