@@ -62,3 +62,32 @@ def test_precision_is_validated():
     assert TrainConfig(precision="mixed_bfloat16").precision == "mixed_bfloat16"
     with pytest.raises(ConfigError, match="^precision: expected one of float32, mixed_bfloat16"):
         TrainConfig(precision="float16")
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"weights": ""}, "weights"),
+    ({"weights": "imagenet"}, "weights"),  # only for keras:NAME models
+    ({"freeze_epochs": -1}, "freeze_epochs"), ({"freeze_epochs": 1.5}, "freeze_epochs"),
+    ({"fine_tune_lr": 0.0}, "fine_tune_lr"), ({"fine_tune_lr": True}, "fine_tune_lr"),
+    ({"fine_tune_layers": -2}, "fine_tune_layers"),
+    ({"crop_area": 1.0}, "crop_area"), ({"crop_area": -0.1}, "crop_area"),
+    ({"brightness": 1.5}, "brightness"), ({"contrast": -0.2}, "contrast"),
+    ({"saturation": "x"}, "saturation"), ({"hue": 0.6}, "hue"),
+    ({"mixup": -1.0}, "mixup"), ({"cutmix": False}, "cutmix"),
+    ({"class_weight": "auto"}, "class_weight"),
+])
+def test_photo_and_transfer_settings_are_validated(changes, field):
+    with pytest.raises(ConfigError, match=f"^{field}: expected") as caught:
+        TrainConfig(**changes)
+    assert "\n" not in str(caught.value)
+
+
+def test_photo_and_transfer_settings_accept_sensible_values_and_round_trip():
+    c = TrainConfig(model="keras:MobileNetV3Small", weights="imagenet", freeze_epochs=2,
+                    fine_tune_lr=1e-4, fine_tune_layers=20, crop_area=0.35, brightness=0.2,
+                    contrast=0.2, saturation=0.3, hue=0.05, mixup=0.2, cutmix=1.0,
+                    class_weight="balanced")
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    defaults = TrainConfig()
+    assert (defaults.weights, defaults.freeze_epochs, defaults.crop_area, defaults.mixup,
+            defaults.class_weight) == ("none", 0, 0.0, 0.0, None)

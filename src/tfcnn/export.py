@@ -75,9 +75,12 @@ def _check_options(fmt: str, quantize: str, out: Path) -> None:
 
 
 def _is_notation_model(model: Any) -> bool:
+    """A model `tfcnn train` makes: a NotationModel or a `keras:` BackboneModel (both a
+    plain `stack` of layers, `image_shape` and `class_names`)."""
+    from tfcnn.models.backbones import BackboneModel
     from tfcnn.models.network import NotationModel
 
-    return isinstance(model, NotationModel)
+    return isinstance(model, NotationModel | BackboneModel)
 
 
 def check_export_target(fmt: str, quantize: str, out: Path, force: bool = False) -> None:

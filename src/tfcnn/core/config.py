@@ -60,6 +60,23 @@ class TrainConfig:
     # Image folders without train/ and test/ (or val/) sub-folders: the fraction of each
     # class held out as the test set. None: 0.1.
     test_split: float | None = None
+    # Transfer learning (--model keras:NAME only): the backbone's weights, "imagenet" (Keras's
+    # cache), "none" (seeded random) or a file's path; with pretrained weights the backbone is
+    # frozen for `freeze_epochs` epochs (the head trains alone), then fine-tuned (its last
+    # `fine_tune_layers` weighted layers, or all) at `fine_tune_lr` (None: lr / 10).
+    weights: str = "none"
+    freeze_epochs: int = 0
+    fine_tune_lr: float | None = None
+    fine_tune_layers: int | None = None
+    # Photo augmentation (data/photo_augment.py), after the affine one; 0: off.
+    crop_area: float = 0.0            # random resized crop keeping this share of the area to all
+    brightness: float = 0.0           # largest brightness change, added (0.2: +-0.2)
+    contrast: float = 0.0             # contrast factor from 1 - this to 1 + this
+    saturation: float = 0.0           # saturation factor from 1 - this to 1 + this
+    hue: float = 0.0                  # largest hue rotation, in turns
+    mixup: float = 0.0                # mixup's Beta(a, a) parameter (0: off)
+    cutmix: float = 0.0               # cutmix's Beta(a, a) parameter (0: off)
+    class_weight: str | None = None   # "balanced": loss weights n / (classes * count_c)
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -111,6 +128,48 @@ class TrainConfig:
             raise ConfigError(f"lr: expected a positive number, got {self.lr!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise ConfigError(f"seed: expected a non-negative integer, got {self.seed!r}")
+        self._check_photo_settings()
+
+    def _check_photo_settings(self) -> None:
+        """Transfer-learning, photo-augmentation and class-weight settings."""
+        if not isinstance(self.weights, str) or not self.weights:
+            raise ConfigError(f"weights: expected imagenet, none or a file's path, "
+                              f"got {self.weights!r}")
+        if self.weights.lower() != "none" and not self.model.lower().startswith("keras:"):
+            raise ConfigError(f"weights: expected none for model {self.model!r} (imagenet or "
+                              f"a file only for keras:NAME models), got {self.weights!r}")
+        if (not isinstance(self.freeze_epochs, int) or isinstance(self.freeze_epochs, bool)
+                or self.freeze_epochs < 0):
+            raise ConfigError(f"freeze_epochs: expected an integer >= 0, "
+                              f"got {self.freeze_epochs!r}")
+        if self.fine_tune_layers is not None and (
+                not isinstance(self.fine_tune_layers, int)
+                or isinstance(self.fine_tune_layers, bool) or self.fine_tune_layers < 0):
+            raise ConfigError(f"fine_tune_layers: expected an integer >= 0, "
+                              f"got {self.fine_tune_layers!r}")
+        if self.fine_tune_lr is not None and (
+                not isinstance(self.fine_tune_lr, int | float)
+                or isinstance(self.fine_tune_lr, bool) or not self.fine_tune_lr > 0):
+            raise ConfigError(f"fine_tune_lr: expected a positive number, "
+                              f"got {self.fine_tune_lr!r}")
+        if (not isinstance(self.crop_area, int | float) or isinstance(self.crop_area, bool)
+                or not 0 <= self.crop_area < 1):
+            raise ConfigError(f"crop_area: expected a fraction from 0 (off) to below 1, "
+                              f"got {self.crop_area!r}")
+        for field in ("brightness", "contrast", "saturation"):
+            value = getattr(self, field)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise ConfigError(f"{field}: expected a number from 0 to 1, got {value!r}")
+        if (not isinstance(self.hue, int | float) or isinstance(self.hue, bool)
+                or not 0 <= self.hue <= 0.5):
+            raise ConfigError(f"hue: expected turns from 0 to 0.5, got {self.hue!r}")
+        for field in ("mixup", "cutmix"):
+            value = getattr(self, field)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{field}: expected a Beta parameter >= 0 (0: off), "
+                                  f"got {value!r}")
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(f"class_weight: expected balanced, got {self.class_weight!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some settings changed (validated again)."""

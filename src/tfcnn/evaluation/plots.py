@@ -122,7 +122,10 @@ def worst_images_figure(images: Any, true: Sequence[int], pred: Sequence[int],
         ax.set_axis_off()
         if k >= n:
             continue
-        ax.imshow(images[k], cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
+        if images.ndim == 4:  # colour photos in their own colours (RGB or RGBA)
+            ax.imshow(images[k], interpolation="nearest")
+        else:
+            ax.imshow(images[k], cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
         t, p = int(true[k]), int(pred[k])
         ax.set_title(f"true {class_names[t]}\npredicted {class_names[p]} "
                      f"({100 * float(confidence[k]):.0f}%)", fontsize=9,

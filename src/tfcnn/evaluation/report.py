@@ -164,6 +164,18 @@ def test_set_for(model_file: Path, model: keras.Model, dataset: str | None,
     return test
 
 
+# With 10 or more classes, also the share of images whose true class is among the 5 likeliest.
+TOP_K, TOP_K_FROM = 5, 10
+
+
+def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of images whose true class has one of the `k` highest probabilities (a tie at
+    the k-th place counts against the image: strictly fewer than k classes may rank above)."""
+    own = probs[np.arange(len(labels)), labels]
+    above = (probs > own[:, np.newaxis]).sum(axis=1)
+    return float((above < k).mean()) if len(labels) else 0.0
+
+
 def build_report(test: EvalSet, probs: np.ndarray, pred: np.ndarray,
                  losses: np.ndarray) -> dict[str, Any]:
     """The report's figures from per-image probabilities (N, classes), predictions and losses."""
@@ -184,6 +196,8 @@ def build_report(test: EvalSet, probs: np.ndarray, pred: np.ndarray,
         "confusion_matrix": cm.tolist(),
         "most_confused": most_confused(cm, names),
     }
+    if len(names) >= TOP_K_FROM:
+        report[f"top{TOP_K}_accuracy"] = round(top_k_accuracy(probs, labels, TOP_K), 6)
     # Highest loss first; a stable sort keeps file order among equal losses.
     worst = np.argsort(-losses, kind="stable")[:WORST_IMAGES]
     report["worst_images"] = [{"index": int(i), "true": names[labels[i]],
@@ -293,6 +307,9 @@ def format_evaluation(report: dict[str, Any], heading: list[str] | None = None) 
              f"({n:,} images)",
              f"Test accuracy {100 * acc:.2f}% ({correct:,} of {n:,} correct), "
              f"test loss {report['test_loss']:.4f}"]
+    if f"top{TOP_K}_accuracy" in report:
+        lines.append(f"Top-{TOP_K} accuracy {100 * report[f'top{TOP_K}_accuracy']:.2f}% "
+                     f"(the true class among the {TOP_K} likeliest)")
     if report.get("skipped_files"):
         lines.append(f"Skipped {report['skipped_files']} unreadable file(s) in the folder")
     lines += ["", "Per class:"]

@@ -136,8 +136,9 @@ def _test_pass(steps: Steps, batches: Any) -> tuple[float | None, float | None]:
 
 def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
         config: TrainConfig, run: RunDir, model_name: str, records: list[dict[str, Any]],
-        hooks: Hooks, distribution: Distribution | None = None
-        ) -> tuple[list[dict[str, Any]], float | None]:
+        hooks: Hooks, distribution: Distribution | None = None, *,
+        on_epoch: Callable[[int, TrainingState], tuple[Steps, TrainingState] | None]
+        | None = None) -> tuple[list[dict[str, Any]], float | None]:
     """Train from the state's (epoch, step) to `config.epochs`; write metrics, model, checkpoints.
 
     Returns the epoch records and the final test accuracy: the last epoch's, or with a
@@ -146,6 +147,8 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
     `config.seed` must be set (the caller draws one if the user gave none). Under a
     `distribution`, `steps` must come from make_steps with its strategy, and every worker
     calls this alike; `run` is where this worker writes (a temporary one off the chief).
+    `on_epoch(epoch, state)`, before each epoch, may return new steps and state to go on
+    with (a `keras:` backbone unfrozen: new trainable variables, training/photo.py).
     """
     assert config.seed is not None
     strategy = distribution.strategy if distribution else None
@@ -184,6 +187,8 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
                    "per epoch would cost time and change nothing trained)")
     with stop_on_signals(agree) as stop:
         for epoch in range(int(state.epoch.numpy()) + 1, config.epochs + 1):
+            if on_epoch is not None and (changed := on_epoch(epoch, state)) is not None:
+                steps, state = changed
             epoch_started = time.perf_counter()
             batches = feed(pipeline.train_batches(train_pairs, config.batch_size, shuffle_buffer,
                                                   config.seed, epoch, skip))

@@ -34,11 +34,14 @@ from tfcnn.core.rundir import (
 )
 from tfcnn.data.augment import Augmentation
 from tfcnn.data.locate import LoadedDataset
+from tfcnn.data.photo_augment import PhotoAugmentation
 from tfcnn.data.source import load_training_data
-from tfcnn.models import notation
 from tfcnn.models.network import build_model
+from tfcnn.spec import notation
+from tfcnn.spec.backbones import is_backbone_spec
 from tfcnn.training.checkpoint import has_checkpoints, make_training_state, restore_latest
 from tfcnn.training.loop import FitData, Hooks, fit, make_steps
+from tfcnn.training.photo import BackbonePhases, balanced_class_weights, checkpoint_epoch
 from tfcnn.training.strategy import Distribution, create_distribution
 
 
@@ -78,7 +81,13 @@ def image_shape_of(images: np.ndarray) -> tuple[int, int, int]:
 
 
 def check_model_fits(notation_str: str, dataset: LoadedDataset) -> None:
-    """The notation's last layer must give one logit per class, and fit the image size."""
+    """The notation's last layer must give one logit per class, and fit the image size.
+
+    A `keras:NAME` backbone gets a head of one logit per class; only its input size is checked.
+    """
+    if is_backbone_spec(notation_str):
+        notation.check_output_shape(notation_str, image_shape_of(dataset.x_train))
+        return
     units = notation.output_units(notation_str)
     classes = len(dataset.class_names)
     if units != classes:
@@ -127,9 +136,20 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
 
 
 def augmentation_of(config: TrainConfig) -> Augmentation:
+    """The affine/elastic/erasing augmentation; the flip goes to the crop when there is one
+    (photo_augmentation_of), so a photo is resampled once for both."""
     return Augmentation(shift=config.shift, rotate=config.rotate, zoom=config.zoom,
-                        hflip=config.hflip, erase=config.erase, elastic=config.elastic,
-                        elastic_sigma=config.elastic_sigma)
+                        hflip=config.hflip and not config.crop_area, erase=config.erase,
+                        elastic=config.elastic, elastic_sigma=config.elastic_sigma)
+
+
+def photo_augmentation_of(config: TrainConfig) -> PhotoAugmentation:
+    """Crop (with the flip), colour jitter and mixing (data/photo_augment.py)."""
+    return PhotoAugmentation(crop_area=config.crop_area,
+                             hflip=config.hflip and config.crop_area > 0,
+                             brightness=config.brightness, contrast=config.contrast,
+                             saturation=config.saturation, hue=config.hue, mixup=config.mixup,
+                             cutmix=config.cutmix)
 
 
 def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool = False,
@@ -173,6 +193,22 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
         dist.remove_worker_dir(out.path)
 
 
+def _build_model(config: TrainConfig, notation_str: str, image_shape: tuple[int, int, int],
+                 dataset: LoadedDataset) -> keras.Model:
+    """A notation model, or a `keras:NAME` backbone with a new head (its `--weights`)."""
+    preprocessing = "mnist" if dataset.name == "mnist" else "scale"
+    if is_backbone_spec(notation_str):
+        from tfcnn.models.backbones import build_backbone_model
+
+        return build_backbone_model(notation_str, image_shape, dataset.class_names,
+                                    config.seed, weights=config.weights,
+                                    preprocessing=preprocessing, dataset=dataset.name,
+                                    precision=config.precision)
+    return build_model(notation_str, image_shape, dataset.class_names, config.seed,
+                       preprocessing=preprocessing, dataset=dataset.name,
+                       precision=config.precision)
+
+
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
 
@@ -203,14 +239,27 @@ def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: 
     cleaned = tuple(clean_stale_temp_files(run)) if resume and dist.chief else ()
     write_config(out, config, library_versions())
     image_shape = image_shape_of(dataset.x_train)
-    model = build_model(notation_str, image_shape, dataset.class_names, config.seed,
-                        preprocessing="mnist" if dataset.name == "mnist" else "scale",
-                        dataset=dataset.name, precision=config.precision)
+    model = _build_model(config, notation_str, image_shape, dataset)
     steps_per_epoch = math.ceil(len(dataset.y_train[:config.limit_train]) / config.batch_size)
-    optimizer = make_optimizer(config, steps_per_epoch)
-    steps = make_steps(model, optimizer, image_shape, dist.strategy, seed=config.seed,
-                       augmentation=augmentation_of(config),
-                       label_smoothing=config.label_smoothing)
+    weights = (balanced_class_weights(dataset.y_train[:config.limit_train],
+                                      len(dataset.class_names))
+               if config.class_weight == "balanced" else None)
+
+    def new_steps(optimizer: keras.optimizers.Optimizer) -> Any:
+        return make_steps(model, optimizer, image_shape, dist.strategy, seed=config.seed,
+                          augmentation=augmentation_of(config),
+                          label_smoothing=config.label_smoothing,
+                          photo=photo_augmentation_of(config), class_weights=weights)
+
+    phases = BackbonePhases.of(model, config, steps_per_epoch, make_optimizer, new_steps,
+                               out.checkpoints)
+    # A resumed backbone run starts in the phase of the epoch it resumes (its checkpoint's
+    # optimizer holds that phase's variables).
+    if phases is not None:
+        optimizer = phases.optimizer_for(checkpoint_epoch(run.checkpoints) if resume else 0)
+    else:
+        optimizer = make_optimizer(config, steps_per_epoch)
+    steps = new_steps(optimizer)
     state = make_training_state(out.checkpoints, model, optimizer, steps.train_metrics)
     resumed_from = resume_note = None
     records: list[dict[str, Any]] = []
@@ -231,5 +280,6 @@ def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: 
                          None if dist.strategy is None else dist.describe(), dist.chief,
                          0 if data.y_val is None else len(data.y_val), resume_note, cleaned))
     records, test_accuracy = fit(model, steps, state, data, config, out, model_name, records,
-                                 hooks, dist if dist.strategy is not None else None)
+                                 hooks, dist if dist.strategy is not None else None,
+                                 on_epoch=phases.on_epoch if phases else None)
     return RunResult(run.path, records, float(state.seconds.numpy()), test_accuracy)

@@ -8,7 +8,7 @@ tf.distribute strategy the same steps run on every replica (strategy.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from tfcnn.data.augment import Augmentation, augment_images, step_seed
+from tfcnn.data.photo_augment import PhotoAugmentation, mix_batch, photo_augment
 from tfcnn.training.strategy import global_mean, replicated_steps
 
 
@@ -31,12 +32,16 @@ class Steps:
 def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                image_shape: tuple[int, ...], strategy: Any = None, *, seed: int = 0,
                augmentation: Augmentation | None = None,
-               label_smoothing: float = 0.0) -> Steps:
+               label_smoothing: float = 0.0, photo: PhotoAugmentation | None = None,
+               class_weights: Sequence[float] | None = None) -> Steps:
     """Compiled train and test steps closing over the model, optimizer and metrics.
 
     With a `strategy`, call this in its scope (the metrics' variables are created here).
     `augmentation` warps each training batch in the graph, seeded by (seed, step count);
     `label_smoothing` applies to the training loss only (test losses stay plain).
+    `photo` crops, flips and colour-jitters after `augmentation` (same seed) and may mix
+    pairs of images (mixup/cutmix: the loss is w * CE(labels) + (1 - w) * CE(partners));
+    `class_weights` (one per class) scale each image's training loss by its label's weight.
     """
     per_image_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     smoothed_loss = keras.losses.CategoricalCrossentropy(
@@ -47,13 +52,31 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
             return per_image_loss(labels, logits)
         return smoothed_loss(tf.one_hot(labels, tf.shape(logits)[-1]), logits)
 
-    def augmented(images: tf.Tensor) -> tf.Tensor:
-        if augmentation is None or not augmentation.active:
-            return images
+    weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
+
+    def weighted_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        losses = training_loss(labels, logits)
+        return losses if weights is None else losses * tf.gather(weights, labels)
+
+    def seed_now() -> tf.Tensor:
         replica = (tf.distribute.get_replica_context().replica_id_in_sync_group
                    if strategy is not None else 0)
-        return augment_images(images, augmentation,
-                              step_seed(seed, optimizer.iterations, replica))
+        return step_seed(seed, optimizer.iterations, replica)
+
+    def augmented(images: tf.Tensor) -> tf.Tensor:
+        if augmentation is not None and augmentation.active:
+            images = augment_images(images, augmentation, seed_now())
+        if photo is not None and photo.active:
+            images = photo_augment(images, seed_now(), photo)
+        return images
+
+    def mixed(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        """The batch to train on and its per-image loss function of the logits."""
+        if photo is None or not photo.mixing:
+            return images, lambda logits: weighted_loss(labels, logits)
+        images, partners, own = mix_batch(images, labels, seed_now(), photo)
+        return images, lambda logits: (own * weighted_loss(labels, logits)
+                                       + (1 - own) * weighted_loss(partners, logits))
 
     train_loss = keras.metrics.Mean("loss")
     train_accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
@@ -63,10 +86,10 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     signature = (tf.TensorSpec((None, *image_shape), tf.float32), tf.TensorSpec((None,), tf.int32))
 
     def train_step(images: tf.Tensor, labels: tf.Tensor) -> None:
-        images = augmented(images)
+        images, loss_of = mixed(augmented(images), labels)
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            losses = training_loss(labels, logits)
+            losses = loss_of(logits)
             loss = tf.reduce_mean(losses) if strategy is None else global_mean(losses)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
