@@ -152,3 +152,16 @@ def test_one_epoch_is_singular():
     from tfcnn.cli import _epochs
 
     assert (_epochs(1), _epochs(2)) == ("1 epoch", "2 epochs")
+
+
+def test_epoch_lines_say_when_the_test_waits_for_the_last_epoch(capsys):
+    from tfcnn.cli import _Printer
+
+    printer = _Printer(epochs=2, quiet=False)
+    printer.note("testing after the last epoch only")
+    printer.epoch_end({"epoch": 1, "loss": 0.5, "accuracy": 0.9, "test_loss": None,
+                       "test_accuracy": None, "seconds": 1.0, "images_per_second": 10.0,
+                       "test_skipped": True})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Note: testing after the last epoch only"
+    assert "tested after the last epoch" in out[1] and "no test images" not in out[1]

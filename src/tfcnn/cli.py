@@ -82,6 +82,11 @@ class _Printer:
             print(f"Skipped {len(info.skipped)} unreadable image(s), e.g. {first_file}: {reason}")
         if info.resumed_from:
             print(f"Resuming from {info.resumed_from}")
+        if info.resume_note:
+            print(info.resume_note)
+        if info.cleaned:
+            print(f"Removed {len(info.cleaned)} file(s) a killed save left: "
+                  f"{', '.join(info.cleaned)}")
         sys.stdout.flush()
 
     def progress(self, epoch: int, steps: int, done: int) -> Any:
@@ -92,12 +97,18 @@ class _Printer:
                     unit="step", leave=False, file=sys.stderr,
                     disable=True if self.quiet else None, dynamic_ncols=True)
 
+    def note(self, line: str) -> None:
+        if not self.quiet:
+            print(f"Note: {line}", flush=True)
+
     def epoch_end(self, r: dict[str, Any]) -> None:
         if self.quiet:
             return
         if r.get("val_loss") is not None:
             test = (f"val loss {r['val_loss']:.4f}, "
                     f"val accuracy {100 * r['val_accuracy']:.2f}%")
+        elif r.get("test_skipped"):
+            test = "tested after the last epoch"
         elif r["test_loss"] is not None:
             test = (f"test loss {r['test_loss']:.4f}, "
                     f"test accuracy {100 * r['test_accuracy']:.2f}%")
@@ -137,7 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = start_training(config, resume=args.resume, progress=printer.progress,
                             epoch_end=printer.epoch_end, on_start=printer.start,
-                            on_member=say, ensemble=ensemble, name=_flag)
+                            on_member=say, note=printer.note, ensemble=ensemble,
+                            name=_flag)
     # From here the run is complete: a Ctrl-C while printing must not report a failure.
     try:
         if ensemble is not None and result.test_accuracy is not None:

@@ -97,9 +97,11 @@ def start_training(config: TrainConfig, *, resume: str | os.PathLike[str] | None
                    epoch_end: Callable[[dict[str, Any]], None] | None = None,
                    on_start: Callable[[Any], None] | None = None,
                    on_member: Callable[[str], None] | None = None,
+                   note: Callable[[str], None] | None = None,
                    ensemble: int | None = None, name: Callable[[str], str] = _keyword) -> Any:
     """Train (or resume) `config`; returns the training layer's `RunResult` or
-    `EnsembleResult`. `progress`, `epoch_end`, `on_start`, `on_member`: the loop's hooks;
+    `EnsembleResult`. `progress`, `epoch_end`, `on_start`, `on_member`, `note` (one-line
+    remarks, e.g. batch-norm statistics recomputed): the loop's hooks;
     `name` spells settings in error messages."""
     model_name = check_settings(config, ensemble, name)
     from tfcnn.core.tfenv import import_tensorflow
@@ -115,7 +117,7 @@ def start_training(config: TrainConfig, *, resume: str | os.PathLike[str] | None
         run_path = Path(resume)
     else:
         run_path = Path(config.out) if config.out else default_run_path(config, model_name)
-    hooks = Hooks(progress, epoch_end)
+    hooks = Hooks(progress, epoch_end, note)
     if ensemble is not None:
         from tfcnn.training.ensemble import train_ensemble
 
