@@ -106,3 +106,20 @@ def test_resize_only_is_to_pixels_over_255():
         assert pixels.dtype == np.uint8 and pixels.shape == (21, 17, channels)
         np.testing.assert_array_equal(resize_only(image, 21, 17, channels),
                                       pixels.astype(np.float32) / np.float32(255))
+
+
+@pytest.mark.parametrize(("size", "channels"), [((32, 32), 3), ((28, 28), 1)])
+def test_the_servers_upload_feeds_the_training_pixels(tmp_path, size, channels):
+    # The server's own upload handler (POST /predict, the page), not only the decoder.
+    from tfcnn.serve.model import ServedModel
+
+    files = write_fixtures(tmp_path / "folder")
+    shape = (*size, channels)
+    served = ServedModel(name="m", class_names=("a", "b"), image_shape=shape,
+                         preprocessing="scale", dataset="", predict=lambda batch: batch)
+    ds = load_image_folder(tmp_path / "folder", image_size=size, grayscale=channels == 1,
+                           test_split=0).dataset
+    for stored, label in zip(ds.x_train, ds.y_train, strict=True):
+        path = files[ds.class_names[label]]
+        uploaded = served.prepare_upload(path.read_bytes(), path.name)
+        np.testing.assert_array_equal(uploaded, stored.reshape(shape).astype(np.float32) / 255)

@@ -91,8 +91,10 @@ def test_a_port_in_use_is_one_line_and_status_2(model_file):
     ({"max_body_mb": 0}, "--max-body-mb"), ({"batch_window_ms": -1}, "--batch-window-ms"),
     ({"name": "a/b"}, "--name")])
 def test_bad_settings_are_refused_before_anything_starts(model_file, setting, message):
+    import tfcnn
     from tfcnn.core.errors import ConfigError
     from tfcnn.serve.app import run_server
 
     with pytest.raises(ConfigError, match=message):
-        run_server(model_file, host="127.0.0.1", port=free_port(), **{"name": None, **setting})
+        run_server(tfcnn.load(model_file), host="127.0.0.1", port=free_port(),
+                   **{"name": None, **setting})

@@ -234,18 +234,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from tfcnn.api.classifier import load
     from tfcnn.core.rundir import resolve_model_file
+    from tfcnn.serve.app import check_server_options, run_server
+    from tfcnn.serve.model import check_name, default_name
 
-    model_file = resolve_model_file(args.source)
+    resolve_model_file(args.source)  # the model's path first, as every command checks it
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port: expected 1 to 65535, got {args.port}")
-    from tfcnn.core.tfenv import import_tensorflow
-
-    import_tensorflow()
-    from tfcnn.serve.app import run_server
-
-    run_server(model_file, host=args.host, port=args.port, name=args.name,
-               max_body_mb=args.max_body_mb, batch_window_ms=args.batch_window_ms)
+    check_server_options(args.max_body_mb, args.batch_window_ms)
+    if args.name is not None:
+        check_name(args.name)
+    classifier = load(args.source)  # a wrong path fails before TensorFlow loads
+    run_server(classifier, host=args.host, port=args.port,
+               name=args.name or default_name(classifier.path), max_body_mb=args.max_body_mb,
+               batch_window_ms=args.batch_window_ms)
     return 0
 
 

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from importlib.resources import files
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, File, Query, UploadFile
@@ -258,19 +257,24 @@ def _log_to_stderr() -> None:
         logger.propagate = False
 
 
-def run_server(model_file: Path, *, host: str, port: int, name: str | None,
-               max_body_mb: float = MAX_BODY_MB, batch_window_ms: float = BATCH_WINDOW_MS
-               ) -> None:
-    """Serve `model_file` until SIGINT or SIGTERM, then finish the requests in flight."""
-    from tfcnn.models.loader import load_checked_model
-
+def check_server_options(max_body_mb: float, batch_window_ms: float) -> None:
+    """The server's limits are usable (checked before the model loads)."""
     if not 0 < max_body_mb <= 4096:
         raise ConfigError(f"--max-body-mb: expected a number in (0, 4096], got {max_body_mb}")
     if not 0 <= batch_window_ms <= 1000:
         raise ConfigError(f"--batch-window-ms: expected 0 to 1000, got {batch_window_ms}")
+
+
+def run_server(classifier: Any, *, host: str, port: int, name: str | None,
+               max_body_mb: float = MAX_BODY_MB, batch_window_ms: float = BATCH_WINDOW_MS
+               ) -> None:
+    """Serve a `tfcnn.Classifier` (`tfcnn.load(...)`) until SIGINT or SIGTERM, then finish
+    the requests in flight."""
+    check_server_options(max_body_mb, batch_window_ms)
+    model_file = classifier.path
     name = check_name(name or default_name(model_file))
     _log_to_stderr()
-    served = from_keras(load_checked_model(model_file), name)
+    served = from_keras(classifier.keras_model, name)
     app = create_app(served, served.name, max_body_bytes=int(max_body_mb * 2**20),
                      batch_window_ms=batch_window_ms)
     # TensorFlow and Keras leave millions of long-lived Python objects; a full garbage

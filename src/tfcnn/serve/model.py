@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image
 
 from tfcnn.core.errors import ConfigError, TfcnnError
-from tfcnn.images.preprocess import PREPROCESSINGS, ImageTooLarge, load_image, prepare
+from tfcnn.images.decode import ImageTooLarge
+from tfcnn.images.prepare import PREPROCESSINGS, model_input
 from tfcnn.serve.http import ApiError
 from tfcnn.serve.inputs import INPUT_NAME, OUTPUT_NAME, InputSpec
 
@@ -88,9 +89,9 @@ class ServedModel:
         if not data:
             raise ApiError(400, f"{filename}: empty file (0 bytes)")
         try:
-            with self.decode_slots:
-                image = load_image(io.BytesIO(data), name=filename)
-                return prepare(image, self.preprocessing, self.image_shape)
+            with self.decode_slots:  # the one decoder: training's pixels, bit for bit
+                return model_input(io.BytesIO(data), self.preprocessing, self.image_shape,
+                                   name=filename)
         except ImageTooLarge as exc:
             raise ApiError(413, str(exc)) from exc
         except TfcnnError as exc:
