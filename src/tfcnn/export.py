@@ -143,8 +143,10 @@ def _write_saved_model(model: Any, folder: Path) -> None:
     labels.write_text("".join(f"{name}\n" for name in model.class_names), encoding="utf-8")
 
 
-def _tflite_bytes(model: Any, quantize: str) -> bytes:
-    """Convert through a temporary SavedModel, the converter's recommended source."""
+def tflite_bytes(model: Any, quantize: str = "none") -> bytes:
+    """A loaded tfcnn model as a TFLite flatbuffer (the export's contract: images in,
+    probabilities out), converted through a temporary SavedModel, the converter's
+    recommended source. The server runs it with LiteRT."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="tfcnn-export-") as tmp:
@@ -222,7 +224,7 @@ def export_model(model: Any, fmt: str, quantize: str, out: Path, *, force: bool 
                 if fmt == "keras":
                     _keras_model(model).save(tmp)
                 else:
-                    tmp.write_bytes(_tflite_bytes(model, quantize))
+                    tmp.write_bytes(tflite_bytes(model, quantize))
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot write ({e.strerror or e})") from e
     written = [out] if fmt == "saved_model" else [out, labels]

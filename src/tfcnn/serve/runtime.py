@@ -17,10 +17,8 @@ time anyway).
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,12 +78,9 @@ class LiteRTPredict:
 
 def tflite_content(model: Any) -> bytes:
     """The model as a float32 TFLite flatbuffer, through `tfcnn export`'s converter."""
-    from tfcnn.export import export_model
+    from tfcnn.export import tflite_bytes
 
-    with tempfile.TemporaryDirectory(prefix="tfcnn-serve-") as tmp:
-        path = Path(tmp) / "model.tflite"
-        export_model(model, "tflite", "none", path)
-        return path.read_bytes()
+    return tflite_bytes(model)
 
 
 def chunked(predict: Predict) -> Predict:
