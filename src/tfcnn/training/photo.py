@@ -4,8 +4,8 @@ A backbone with pretrained weights trains its new head alone for `--freeze-epoch
 then is fine-tuned at `--fine-tune-lr` (models/backbones.backbone_phase says which layers).
 A phase change changes the trainable variables, so `BackbonePhases.on_epoch` then makes a new
 optimizer (it holds one slot per variable) and traces the training step anew, and the run's
-checkpoints continue with them. A resumed run starts in the phase of the epoch it resumes,
-so its checkpoint's optimizer variables match and the result is the uninterrupted run's.
+checkpoints continue with them. A resumed run starts in the phase its checkpoint was saved
+in (so the optimizer's variables match) and changes phase where the uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -35,14 +35,19 @@ def balanced_class_weights(labels: np.ndarray, classes: int) -> list[float]:
 
 
 def checkpoint_epoch(directory: Path) -> int:
-    """Completed epochs in the newest checkpoint of `directory` (0 when there is none)."""
+    """The 0-based epoch the newest checkpoint of `directory` was saved in (0: none): its
+    optimizer is that epoch's phase's. At an epoch's end (step 0) that is the completed epoch;
+    interrupted mid-epoch, the one under way."""
     latest = tf.train.latest_checkpoint(str(directory)) if directory.is_dir() else None
     if latest is None:
         return 0
     try:
-        return int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+        reader = tf.train.load_checkpoint(latest)
+        epoch = int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+        step = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     except (tf.errors.OpError, ValueError):  # unreadable: restore_latest will say so
         return 0
+    return epoch - 1 if step == 0 and epoch > 0 else epoch
 
 
 @dataclass

@@ -253,8 +253,8 @@ def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: 
 
     phases = BackbonePhases.of(model, config, steps_per_epoch, make_optimizer, new_steps,
                                out.checkpoints)
-    # A resumed backbone run starts in the phase of the epoch it resumes (its checkpoint's
-    # optimizer holds that phase's variables).
+    # A resumed backbone run starts in the phase its checkpoint was saved in (the optimizer's
+    # variables are that phase's); fit changes the phase where the uninterrupted run did.
     if phases is not None:
         optimizer = phases.optimizer_for(checkpoint_epoch(run.checkpoints) if resume else 0)
     else:
