@@ -216,3 +216,28 @@ def test_worst_images_grid_is_in_colour():
     pixels = np.asarray(figure.canvas.buffer_rgba())
     reddish = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
     assert reddish.sum() > 50
+
+
+def test_train_flags_reach_every_new_setting():
+    from tfcnn.cli_parser import build_parser
+
+    args = build_parser().parse_args([
+        "train", "--model", "keras:MobileNetV3Small", "--weights", "w.h5", "--freeze-epochs", "2",
+        "--fine-tune-lr", "1e-4", "--fine-tune-layers", "30", "--crop-area", "0.35",
+        "--brightness", "0.2", "--contrast", "0.3", "--saturation", "0.4", "--hue", "0.05",
+        "--mixup", "0.2", "--cutmix", "1.0", "--class-weight", "balanced"])
+    assert (args.weights, args.freeze_epochs, args.fine_tune_lr, args.fine_tune_layers) == (
+        "w.h5", 2, 1e-4, 30)
+    assert (args.crop_area, args.brightness, args.contrast, args.saturation, args.hue) == (
+        0.35, 0.2, 0.3, 0.4, 0.05)
+    assert (args.mixup, args.cutmix, args.class_weight) == (0.2, 1.0, "balanced")
+
+
+def test_photo_preset_is_a_colour_gap_network_with_photo_augmentation():
+    from tfcnn.core.presets import config_from_preset
+    from tfcnn.spec.notation import parse_notation
+
+    config = config_from_preset("photo", {"dataset": "folder:photos", "seed": 1})
+    assert not config.grayscale and config.image_size and config.crop_area > 0 and config.hflip
+    assert type(parse_notation(config.model)[-2]).__name__ == "GlobalPool"
+    assert config_from_preset("photo", {"crop_area": 0.0}).crop_area == 0.0  # flags win
