@@ -12,14 +12,12 @@ none (the default) the code below is the plain single-device loop, unchanged.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfcnn.core.config import TrainConfig
@@ -27,13 +25,13 @@ from tfcnn.core.errors import TrainingInterrupted
 from tfcnn.core.fsutil import atomic_path
 from tfcnn.core.presets import tests_every_epoch
 from tfcnn.core.rundir import RunDir, write_metrics
-from tfcnn.data import pipeline
 from tfcnn.training import batchnorm
 from tfcnn.training.averaging import averaged_weights, keep_averaged_weights
 from tfcnn.training.checkpoint import TrainingState
+from tfcnn.training.feeds import Feeds, FitData, make_feeds
 from tfcnn.training.signals import StopRequest, stop_on_signals
 from tfcnn.training.steps import Steps, make_steps
-from tfcnn.training.strategy import Distribution, distribute_dataset
+from tfcnn.training.strategy import Distribution
 
 __all__ = ["FitData", "Hooks", "Progress", "Steps", "best_epoch", "fit", "make_steps"]
 
@@ -64,16 +62,6 @@ def _log_scalars(writer: Any, epoch: int, values: dict[str, float]) -> None:
         for name, value in values.items():
             tf.summary.scalar(name, value)
     writer.flush()
-
-
-@dataclass
-class FitData:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    x_val: np.ndarray | None = None  # with a validation set, the test set is used once, at the end
-    y_val: np.ndarray | None = None
 
 
 def best_epoch(records: list[dict[str, Any]]) -> int:
@@ -134,6 +122,82 @@ def _test_pass(steps: Steps, batches: Any) -> tuple[float | None, float | None]:
     return loss, accuracy
 
 
+def _interrupt(state: TrainingState, done: int, seconds: float, epoch: int, feeds: Feeds,
+               run: RunDir, signum: int) -> TrainingInterrupted:
+    """Checkpoint the interrupted epoch's progress; the error that says how to go on."""
+    state.step.assign(done)
+    state.seconds.assign(seconds)
+    path = state.save()
+    return TrainingInterrupted(
+        f"interrupted in epoch {epoch} after step {done}/{feeds.steps_per_epoch}; checkpoint "
+        f"saved to {path}; continue with: tfcnn train --resume {run.path}", signum)
+
+
+def _evaluate_epoch(model: keras.Model, steps: Steps, feeds: Feeds, data: FitData,
+                    config: TrainConfig, epoch: int, test_now: bool, hooks: Hooks,
+                    epoch_started: float) -> dict[str, Any]:
+    """The epoch's record: training metrics, and test or validation ones.
+
+    With --ema, epochs are judged with the averaged weights (averaging.py); after the last
+    epoch of a short run, batch-norm statistics are recomputed first (batchnorm.py).
+    """
+    with averaged_weights(model, steps.optimizer):
+        if epoch == config.epochs and not feeds.distributed:
+            batchnorm.settle(model, data.x_train, config.epochs * feeds.steps_per_epoch,
+                             hooks.note)
+        test_loss, test_accuracy = _test_pass(steps, feeds.test if test_now else None)
+        val_loss, val_accuracy = _test_pass(steps, feeds.val)
+    loss, accuracy = (float(m.result()) for m in steps.train_metrics)
+    record = {"epoch": epoch, "loss": _rounded(loss), "accuracy": _rounded(accuracy),
+              "test_loss": _rounded(test_loss), "test_accuracy": _rounded(test_accuracy),
+              "seconds": round(time.perf_counter() - epoch_started, 3)}
+    if feeds.val is not None:
+        record.update(val_loss=_rounded(val_loss), val_accuracy=_rounded(val_accuracy))
+    return record
+
+
+def _log_epoch(writers: dict[str, Any], epoch: int, record: dict[str, Any]) -> None:
+    _log_scalars(writers["train"], epoch, {"loss": record["loss"],
+                                           "accuracy": record["accuracy"]})
+    if record["test_loss"] is not None:
+        _log_scalars(writers["test"], epoch, {"loss": record["test_loss"],
+                                              "accuracy": record["test_accuracy"]})
+    if record.get("val_loss") is not None:
+        _log_scalars(writers["test"], epoch, {"val_loss": record["val_loss"],
+                                              "val_accuracy": record["val_accuracy"]})
+
+
+def _save_epoch(model: keras.Model, steps: Steps, state: TrainingState, run: RunDir,
+                config: TrainConfig, model_name: str, records: list[dict[str, Any]],
+                seconds: float, validating: bool) -> None:
+    """metrics.json, model.keras (the best epoch's with validation) and the checkpoint."""
+    epoch = records[-1]["epoch"]
+    write_metrics(run, config.dataset, model_name, records, seconds)
+    if not validating or best_epoch(records) == epoch:
+        with averaged_weights(model, steps.optimizer):
+            _save_model(model, run)
+    state.epoch.assign(epoch)
+    state.step.assign(0)
+    state.seconds.assign(seconds)
+    state.save()
+
+
+def _finish(model: keras.Model, steps: Steps, state: TrainingState, run: RunDir,
+            config: TrainConfig, model_name: str, records: list[dict[str, Any]],
+            feeds: Feeds) -> tuple[list[dict[str, Any]], float | None]:
+    """After the last epoch: the kept weights, and with validation the one test pass."""
+    if steps.optimizer is not None:  # the model ends with the weights model.keras has
+        keep_averaged_weights(model, steps.optimizer)
+    if feeds.val is not None and records:
+        # The one use of the test set: the kept (best-on-validation) model's final report.
+        kept = _keep_best_weights(model, run, records)
+        final = _test_pass(steps, feeds.test)
+        write_metrics(run, config.dataset, model_name, records,
+                      float(state.seconds.numpy()), final_test=final, best_epoch=kept)
+        return records, final[1]
+    return records, records[-1]["test_accuracy"] if records else None
+
+
 def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
         config: TrainConfig, run: RunDir, model_name: str, records: list[dict[str, Any]],
         hooks: Hooks, distribution: Distribution | None = None, *,
@@ -151,26 +215,7 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
     with (a `keras:` backbone unfrozen: new trainable variables, training/photo.py).
     """
     assert config.seed is not None
-    strategy = distribution.strategy if distribution else None
-
-    def feed(batches: tf.data.Dataset) -> Any:
-        return batches if strategy is None else distribute_dataset(strategy, batches)
-
-    shuffle_buffer = config.shuffle_buffer or pipeline.default_shuffle_buffer(len(data.y_train))
-    train_pairs = pipeline.array_dataset(data.x_train, data.y_train)
-    def held_out(images: np.ndarray | None, labels: np.ndarray | None) -> Any:
-        if labels is None or not len(labels):
-            return None
-        return feed(pipeline.eval_batches(pipeline.array_dataset(images, labels),
-                                          config.eval_batch_size))
-
-    test_batches = held_out(data.x_test, data.y_test)
-    val_batches = held_out(data.x_val, data.y_val)
-    steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
-    if strategy is not None and 0 < len(data.y_train) % config.batch_size < distribution.replicas:
-        # A last batch smaller than the replica count leaves a replica with no images, and
-        # batch-norm statistics of nothing are NaN: that batch (< replicas images) is left out.
-        steps_per_epoch -= 1
+    feeds = make_feeds(data, config, distribution)
     writers = {part: tf.summary.create_file_writer(str(run.logs / part))
                for part in ("train", "test")}
     records = list(records)
@@ -182,7 +227,7 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
     started = time.perf_counter()
     agree = distribution.agree_stop if distribution and distribution.multi_worker else None
     every_epoch = tests_every_epoch(config)
-    if not every_epoch and hooks.note and test_batches is not None and val_batches is None:
+    if not every_epoch and hooks.note and feeds.test is not None and feeds.val is None:
         hooks.note(f"testing after the last epoch only (--preset {config.preset}: a test pass "
                    "per epoch would cost time and change nothing trained)")
     with stop_on_signals(agree) as stop:
@@ -190,70 +235,30 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             if on_epoch is not None and (changed := on_epoch(epoch, state)) is not None:
                 steps, state = changed
             epoch_started = time.perf_counter()
-            batches = feed(pipeline.train_batches(train_pairs, config.batch_size, shuffle_buffer,
-                                                  config.seed, epoch, skip))
-            bar = hooks.progress(epoch, steps_per_epoch, skip) if hooks.progress else _NoProgress()
-            ran = _train_steps(steps, batches, steps_per_epoch - skip, config.steps_per_call,
-                               bar, stop)
-            done = skip + ran
+            bar = (hooks.progress(epoch, feeds.steps_per_epoch, skip) if hooks.progress
+                   else _NoProgress())
+            ran = _train_steps(steps, feeds.train_batches(config, epoch, skip),
+                               feeds.steps_per_epoch - skip, config.steps_per_call, bar, stop)
             train_phase = time.perf_counter() - epoch_started
             signum = stop.stopping()
             if signum:
-                state.step.assign(done)
-                state.seconds.assign(seconds_before + time.perf_counter() - started)
-                path = state.save()
-                raise TrainingInterrupted(
-                    f"interrupted in epoch {epoch} after step {done}/{steps_per_epoch}; "
-                    f"checkpoint saved to {path}; continue with: tfcnn train --resume {run.path}",
-                    signum)
-            # With a validation set, epochs are judged on it and the test set waits for the end.
-            # With --ema, epochs are judged, and model.keras saved, with the averaged weights;
-            # the raw ones are back before the checkpoint (averaging.py).
-            # A preset may test after the last epoch only (presets.tests_every_epoch).
-            test_now = val_batches is None and (epoch == config.epochs or every_epoch)
-            with averaged_weights(model, steps.optimizer):
-                if epoch == config.epochs and strategy is None:
-                    batchnorm.settle(model, data.x_train, config.epochs * steps_per_epoch,
-                                     hooks.note)
-                test_loss, test_accuracy = _test_pass(steps, test_batches if test_now else None)
-                val_loss, val_accuracy = _test_pass(steps, val_batches)
-            train_seconds = seconds_before + time.perf_counter() - started
-            loss, accuracy = (float(m.result()) for m in steps.train_metrics)
-            record = {"epoch": epoch, "loss": _rounded(loss), "accuracy": _rounded(accuracy),
-                      "test_loss": _rounded(test_loss), "test_accuracy": _rounded(test_accuracy),
-                      "seconds": round(time.perf_counter() - epoch_started, 3)}
-            if val_batches is not None:
-                record.update(val_loss=_rounded(val_loss), val_accuracy=_rounded(val_accuracy))
+                raise _interrupt(state, skip + ran, seconds_before + time.perf_counter()
+                                 - started, epoch, feeds, run, signum)
+            # With a validation set, epochs are judged on it and the test set waits for the
+            # end; a preset may test after the last epoch only (presets.tests_every_epoch).
+            test_now = feeds.val is None and (epoch == config.epochs or every_epoch)
+            record = _evaluate_epoch(model, steps, feeds, data, config, epoch, test_now, hooks,
+                                     epoch_started)
             records.append(record)
-            _log_scalars(writers["train"], epoch, {"loss": loss, "accuracy": accuracy})
-            if test_loss is not None:
-                _log_scalars(writers["test"], epoch, {"loss": test_loss, "accuracy": test_accuracy})
-            if val_loss is not None:
-                _log_scalars(writers["test"], epoch, {"val_loss": val_loss,
-                                                      "val_accuracy": val_accuracy})
-            write_metrics(run, config.dataset, model_name, records, train_seconds)
-            if val_batches is None or best_epoch(records) == epoch:
-                with averaged_weights(model, steps.optimizer):
-                    _save_model(model, run)
-            state.epoch.assign(epoch)
-            state.step.assign(0)
-            state.seconds.assign(train_seconds)
-            state.save()
+            _log_epoch(writers, epoch, record)
+            _save_epoch(model, steps, state, run, config, model_name, records,
+                        seconds_before + time.perf_counter() - started, feeds.val is not None)
             if hooks.epoch_end:
                 images = min(ran * config.batch_size, len(data.y_train) - skip * config.batch_size)
                 hooks.epoch_end({**record, "images_per_second": images / train_phase,
-                                 "test_skipped": test_batches is not None and not test_now
-                                 and val_batches is None})
+                                 "test_skipped": feeds.test is not None and not test_now
+                                 and feeds.val is None})
             for metric in steps.train_metrics:
                 metric.reset_state()
             skip = 0
-    if steps.optimizer is not None:  # the model ends with the weights model.keras has
-        keep_averaged_weights(model, steps.optimizer)
-    if val_batches is not None and records:
-        # The one use of the test set: the kept (best-on-validation) model's final report.
-        kept = _keep_best_weights(model, run, records)
-        final = _test_pass(steps, test_batches)
-        write_metrics(run, config.dataset, model_name, records,
-                      float(state.seconds.numpy()), final_test=final, best_epoch=kept)
-        return records, final[1]
-    return records, records[-1]["test_accuracy"] if records else None
+    return _finish(model, steps, state, run, config, model_name, records, feeds)
