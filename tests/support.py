@@ -172,3 +172,38 @@ def digit_set(count: int = 50, seed: int = 0) -> list[tuple[int, Image.Image]]:
         pixels = np.clip(np.asarray(image, dtype=np.float64) + noise, 0, 255)
         made.append((digit, Image.fromarray(pixels.astype(np.uint8))))
     return made
+
+
+def finishes_in_time(call, seconds: float = 30.0, what: str = "the call"):
+    """`call()`'s result, run in a thread; a test failure if it hangs (e.g. on a FIFO)."""
+    import threading
+
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{what} hung"
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome.get("value")
+
+
+# Headless Chromium for the page's browser tests (Debian's package; .ci/run installs it).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def browser_marks() -> list:
+    """`pytestmark` of a browser test module: slow, and skipped without Chromium."""
+    return [pytest.mark.slow, pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
+

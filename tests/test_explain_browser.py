@@ -4,20 +4,13 @@ and they go. The app is `create_app`, which adds `POST /explain` (`default_route
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from playwright import sync_api
 
-from support import STROKES
+from support import CHROMIUM, CHROMIUM_ARGS, STROKES, browser_marks
 from tfcnn.serve.app import BackgroundServer, create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +26,7 @@ def server():
 @pytest.fixture()
 def page(server):
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 800, "height": 900}).new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -98,7 +91,7 @@ def test_a_server_without_explain_turns_the_toggle_off():
     served = dataclasses.replace(from_keras(model, "digits"), keras_model=None)
     with BackgroundServer(create_app(served, "digits")) as running, \
             sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 800, "height": 900}).new_page()
         page.goto(running.url + "/")
         page.wait_for_selector("body[data-ready=true]", timeout=15_000)

@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import zlib
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from support import finishes_in_time
 from tfcnn.images import decode
 from tfcnn.images.decode import MAX_DECODE_BYTES, ImageError, ImageTooLarge, load_image
 from tfcnn.images.prepare import decode_for_model, model_input
@@ -47,36 +47,17 @@ def sparse_png(path: Path, width: int, height: int, *, bit_depth: int = 16,
 # --- regular files only ----------------------------------------------------------------------
 
 
-def _finishes(call, seconds: float = 30.0):
-    """Run `call` in a thread; its result, or a failure if it hangs (e.g. blocked on a FIFO)."""
-    outcome: dict[str, object] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), "the decoder hung"
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome.get("value")
-
-
 def test_a_fifo_is_refused_without_being_read(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     with pytest.raises(ImageError) as caught:
-        _finishes(lambda: load_image(fifo))
+        finishes_in_time(lambda: load_image(fifo))
     assert str(caught.value) == f"{fifo}: not a regular file (a FIFO)"
 
 
 def test_a_device_and_a_socket_are_refused():
     with pytest.raises(ImageError, match=r"^/dev/zero: not a regular file \(a device\)$"):
-        _finishes(lambda: load_image("/dev/zero"))
+        finishes_in_time(lambda: load_image("/dev/zero"))
     with tempfile.TemporaryDirectory() as folder:  # short: socket paths are limited to ~100
         path = Path(folder) / "s"
         server = socket.socket(socket.AF_UNIX)

@@ -5,41 +5,22 @@ no image lands in another class."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from support import finishes_in_time
 from test_folders import make_ids
 from tfcnn.core.errors import DatasetError
 from tfcnn.data.folders import load_image_folder, scan_image_folder
-
-
-def _in_time(call, seconds: float = 60.0):
-    """`call()`'s result, or a failure if it hangs (today a FIFO blocks training forever)."""
-    outcome: dict[str, object] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), "loading the folder hung"
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"]
 
 
 def test_fifo_and_device_files_are_skipped_and_reported(tmp_path):
     root = make_ids(tmp_path / "d", {"a": 2, "b": 2})
     os.mkfifo(root / "a" / "pipe.png")
     (root / "b" / "zero.png").symlink_to("/dev/zero")
-    result = _in_time(lambda: load_image_folder(root, test_split=0))
+    result = finishes_in_time(lambda: load_image_folder(root, test_split=0))
     assert dict(result.skipped) == {str(root / "a" / "pipe.png"): "not a regular file (a FIFO)",
                                     str(root / "b" / "zero.png"): "not a regular file (a device)"}
     assert sorted(result.dataset.y_train.tolist()) == [0, 0, 1, 1]

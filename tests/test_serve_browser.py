@@ -5,22 +5,15 @@ each read by the trained network; a screenshot is saved in the test's temp dir."
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image
 from playwright import sync_api
 
-from support import STROKES, draw_digit
+from support import CHROMIUM, CHROMIUM_ARGS, STROKES, browser_marks, draw_digit
 from tfcnn.serve.app import BackgroundServer, create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def server(trained_mnist_run):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
