@@ -131,7 +131,7 @@ def test_classifier_predicts_every_input_kind_alike(api_run, tmp_path):
 @pytest.mark.parametrize(("bad", "message"), [
     ("missing.png", "missing.png: no such file"),
     ("text.png", "text.png: not a PNG, JPEG, BMP, GIF or WebP image"),
-    (np.zeros((5, 5, 7), np.uint8), "array[0]: expected an image array of shape"),
+    (np.zeros((2, 28, 28, 2), np.uint8), "array[0]: expected an image array of shape"),
     (np.zeros((28, 28), np.int16), "array[0]: expected uint8 pixels (0-255) or floats"),
     (np.full((28, 28), 255.0), "array[0]: float values outside [0, 1]"),
     (42, "inputs: expected a file path, a Pillow image, a numpy array"),

@@ -210,7 +210,7 @@ def test_a_failed_export_leaves_nothing_behind(small_model_file, tmp_path, monke
     def broken(*args, **kwargs):
         raise RuntimeError("converter failed")
 
-    monkeypatch.setattr(export, "_tflite_bytes", broken)
+    monkeypatch.setattr(export, "tflite_bytes", broken)
     monkeypatch.setattr(export, "_write_saved_model", broken)
     for fmt, name in (("tflite", "m.tflite"), ("saved_model", "sm")):
         with pytest.raises(RuntimeError):

@@ -122,7 +122,7 @@ def test_uploads_decode_a_bounded_number_at_a_time(server, monkeypatch):
 
     active, most = 0, 0
     lock = threading.Lock()
-    real = served_model.load_image
+    real = served_model.model_input
 
     def slow_load(*args, **kwargs):
         nonlocal active, most
@@ -136,7 +136,7 @@ def test_uploads_decode_a_bounded_number_at_a_time(server, monkeypatch):
             with lock:
                 active -= 1
 
-    monkeypatch.setattr(served_model, "load_image", slow_load)
+    monkeypatch.setattr(served_model, "model_input", slow_load)
     buffer = io.BytesIO()
     Image.new("L", (28, 28)).save(buffer, "PNG")
 

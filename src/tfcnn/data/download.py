@@ -148,27 +148,37 @@ def fetch(url: str, dest: Path, *, max_bytes: int | None, limits: Limits, progre
     """Download `url` into `dest`, refusing more than `max_bytes` or a slow or stalled mirror."""
     deadline = deadline_for(max_bytes, limits)
     start = time.monotonic()
+    received = 0
+
+    def too_slow() -> MirrorFailure:
+        return MirrorFailure(f"too slow: {received} bytes in {deadline:g} s, the deadline per "
+                             "file (TFCNN_DOWNLOAD_DEADLINE sets it)")
+
     # No single wait may outlast the deadline, so it is checked at least that often.
-    with urllib.request.urlopen(url, timeout=min(limits.timeout, deadline)) as resp, \
-            open(dest, "wb") as out:
-        expected = _check_length(resp, max_bytes)
-        received = 0
-        # disable=None: tqdm stays silent when stderr is not a terminal.
-        with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                  disable=None if progress else True, file=sys.stderr, leave=False) as bar:
-            # read1: whatever has arrived (one socket read), so the clock is checked often.
-            while chunk := resp.read1(_CHUNK):
-                received += len(chunk)
-                if max_bytes is not None and received > max_bytes:
-                    raise MirrorFailure(f"sent more than {max_bytes} bytes, the most this file "
-                                        "can be; stopped reading")
-                if time.monotonic() - start > deadline:
-                    raise MirrorFailure(f"too slow: {received} bytes in {deadline:g} s, the "
-                                        "deadline per file (TFCNN_DOWNLOAD_DEADLINE sets it)")
-                out.write(chunk)
-                bar.update(len(chunk))
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with urllib.request.urlopen(url, timeout=min(limits.timeout, deadline)) as resp, \
+                open(dest, "wb") as out:
+            expected = _check_length(resp, max_bytes)
+            # disable=None: tqdm stays silent when stderr is not a terminal.
+            with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                      disable=None if progress else True, file=sys.stderr, leave=False) as bar:
+                # read1: whatever has arrived (one socket read), so the clock is checked often.
+                while chunk := resp.read1(_CHUNK):
+                    received += len(chunk)
+                    if max_bytes is not None and received > max_bytes:
+                        raise MirrorFailure(f"sent more than {max_bytes} bytes, the most this "
+                                            "file can be; stopped reading")
+                    if time.monotonic() - start > deadline:
+                        raise too_slow()
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+    except TimeoutError:
+        # A wait cut short by the deadline is the deadline's doing, not a stall.
+        if time.monotonic() - start >= deadline:
+            raise too_slow() from None
+        raise
     if expected is not None and received != expected:
         raise MirrorFailure(f"truncated: received {received} of {expected} bytes")
 
