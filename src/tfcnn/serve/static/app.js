@@ -12,7 +12,8 @@ const pad = $("pad");
 const ctx = pad.getContext("2d");
 const PEN_WIDTH = 20; // canvas pixels of 280: MNIST strokes are 2-3 px of 28
 const state = { info: null, busy: false, dirty: false, hasInk: false, drawing: false,
-                base: null, points: [], bars: new Map(), why: false };
+                base: null, points: [], bars: new Map(), why: false,
+                notice: "" };
 
 function clearPad() {
   ctx.fillStyle = "#fff";
@@ -106,7 +107,7 @@ function showResult(result) {
   }
   if (result.explained) showExplanation(result.explained);
   else hideExplanation();
-  showStatus("");
+  showStatus(state.notice || ""); // a lasting remark (no /explain) outlives each answer
 }
 
 async function post(blob, filename) {
@@ -117,9 +118,11 @@ async function post(blob, filename) {
   const url = why ? `explain?top_k=${k}` : `predict?top_k=${k}&include_image=true`;
   const response = await fetch(url, { method: "POST", body: form });
   const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (why && response.status === 404) { // a server without the route
+  if (why && response.status === 404) { // a server without the route: predict instead
     setWhy(false);
-    throw new Error("this server does not explain (no POST /explain)");
+    $("why").disabled = true;
+    state.notice = "this server does not explain (no POST /explain)";
+    return post(blob, filename);
   }
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
   if (!why) return body;
