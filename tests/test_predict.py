@@ -274,3 +274,25 @@ def test_expanding_inputs_does_not_import_tensorflow(tmp_path):
             "print('light')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and "light" in done.stdout, done.stderr
+
+
+def test_class_folders_give_expected_labels_and_an_accuracy_line(tmp_path, small_model):
+    from tfcnn.predict import expected_labels
+
+    root = tmp_path / "sorted"
+    files = _write_images(root / "a", ["1.png", "2.png"]) + _write_images(root / "b" / "deep",
+                                                                           ["3.png"])
+    files += _write_images(root / "zzz", ["4.png"])  # not one of the model's classes
+    loose = _write_images(root, ["loose.png"])[0]    # directly in the folder: no class
+    paths = expand_inputs([str(root)])
+    assert set(paths) == {*files, loose}
+    expected = expected_labels([str(root)], paths)
+    assert expected == {files[0]: "a", files[1]: "a", files[2]: "b", files[3]: "zzz"}
+    results = predict_files(small_model, paths, top_k=1, expected=expected)
+    by_file = {r["file"]: r for r in results}
+    assert by_file[str(files[0])]["expected"] == "a"
+    assert by_file[str(files[2])]["correct"] == (by_file[str(files[2])]["label"] == "b")
+    assert "expected" not in by_file[str(files[3])] and "expected" not in by_file[str(loose)]
+    correct = sum(r.get("correct", False) for r in results)
+    assert format_table(results).splitlines()[-1] == (
+        f"Accuracy on 3 images in class folders: {100 * correct / 3:.2f}% ({correct} correct)")
