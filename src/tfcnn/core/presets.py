@@ -52,8 +52,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # resized crop (50-100% of the area) with the mirror folded in and mild colour jitter,
     # one-cycle AdamW, label smoothing, bfloat16 where native. Trials: 20 epochs gave 76.5%
     # validation (8 epochs: 54-59%; still rising: limited by epochs, not overfitting). The
-    # preset's 24 epochs on all of train/: 79.5% and 78.8% test (seeds 1, 2), short of the
-    # issue's 80%, ~17 CPU-minutes a run (docs/benchmarks.md, "--preset photo").
+    # preset's 24 epochs on all of train/: 79.5%, 78.8%, 81.2% test (seeds 1-3, median 79.5%,
+    # short of the 80%), ~17 CPU-minutes a run (docs/benchmarks.md, "--preset photo").
     "photo": {
         "model": "32C3p-BN-R32-P2-R64S2-R128S2-GAP-D10",
         "image_size": "48",
