@@ -80,7 +80,7 @@ def tutorial_style_arm(data_dir: str, epochs: int) -> None:
 
     from tfcnn.data.locate import load_dataset
     from tfcnn.models.network import build_model
-    from tfcnn.spec.notation import PRESETS
+    from tfcnn.spec.notation import NETWORKS as PRESETS
 
     data = load_dataset("mnist", data_dir)
     x_train = (data.x_train / 255.0)[..., None].astype("float32")
