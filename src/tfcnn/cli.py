@@ -69,7 +69,10 @@ class _Printer:
                   f"label smoothing {c.label_smoothing}" if c.label_smoothing else "",
                   f"weight average (EMA {c.ema})" if c.ema else "",
                   describe_augmentation(c),
-                  f"{c.precision} precision" if c.precision != "float32" else ""]
+                  f"{c.precision} precision" if c.precision != "float32" else "",
+                  f"{c.class_weight} class weights" if c.class_weight else "",
+                  f"{c.weights} weights" if c.weights != "none" else "",
+                  f"backbone frozen for {_epochs(c.freeze_epochs)}" if c.freeze_epochs else ""]
         if any(extras):
             print("Training: " + "; ".join(e for e in extras if e))
         if info.num_val:
@@ -123,7 +126,11 @@ def describe_augmentation(c: TrainConfig) -> str:
     parts = [f"shift {c.shift:g} px" if c.shift else "", f"rotate {c.rotate:g} deg" if c.rotate
              else "", f"zoom {c.zoom:g}" if c.zoom else "", "mirror" if c.hflip else "",
              f"erase p={c.erase:g}" if c.erase else "",
-             f"elastic alpha {c.elastic:g} sigma {c.elastic_sigma:g}" if c.elastic else ""]
+             f"elastic alpha {c.elastic:g} sigma {c.elastic_sigma:g}" if c.elastic else "",
+             f"crop {c.crop_area:g}-1 of the area" if c.crop_area else "",
+             *(f"{name} {getattr(c, name):g}" for name in ("brightness", "contrast",
+                                                            "saturation", "hue", "mixup",
+                                                            "cutmix") if getattr(c, name))]
     given = [p for p in parts if p]
     return f"augmentation: {', '.join(given)}" if given else ""
 
