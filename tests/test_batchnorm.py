@@ -51,3 +51,13 @@ def test_long_runs_keep_their_moving_statistics():
     assert not batchnorm.needs_recompute(model, batchnorm.settled_steps())
     assert batchnorm.needs_recompute(model, batchnorm.settled_steps() - 1)
     assert not batchnorm.needs_recompute(build_model("8C3-P2-D2", (8, 8, 1), ("a", "b"), 0), 5)
+
+
+def test_pretrained_backbone_statistics_are_never_recomputed():
+    from tfcnn.models.network import build_model
+    from tfcnn.training.batchnorm import needs_recompute
+
+    model = build_model("4C3-BN-D3", (8, 8, 1), ("a", "b", "c"), seed=0)
+    assert needs_recompute(model, total_steps=10)  # a short run's statistics need it
+    model.frozen_statistics = True  # as a keras: backbone with pretrained weights has
+    assert not needs_recompute(model, total_steps=10)

@@ -40,7 +40,12 @@ def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalizatio
 
 
 def needs_recompute(model: keras.Model, total_steps: int) -> bool:
-    """True when `model` has batch norm whose starting statistics still weigh >= 0.1%."""
+    """True when `model` has batch norm whose starting statistics still weigh >= 0.1%.
+
+    Never for a backbone with pretrained statistics (`frozen_statistics`): they are kept.
+    """
+    if getattr(model, "frozen_statistics", False):
+        return False
     layers = batch_norm_layers(model)
     return bool(layers) and any(
         layer.momentum ** total_steps >= SETTLED_WEIGHT for layer in layers)
