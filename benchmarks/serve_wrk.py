@@ -110,7 +110,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--data-dir", default=os.environ.get("TFCNN_DATA_DIR"))
     parser.add_argument("--batch-window-ms", type=float, help="passed to tfcnn serve")
-    parser.add_argument("--log", default="serve_wrk.log", help="the server's log file")
+    parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "tfcnn-serve_wrk.log"),
+                        help="the server's log file (default: in the temporary folder)")
     args = parser.parse_args()
 
     images, _ = load_images(args.data_dir, 1)
