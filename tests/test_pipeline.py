@@ -26,7 +26,7 @@ def test_images_are_scaled_to_unit_range_with_a_channel_axis():
 
 def test_train_batches_cover_every_image_once_in_batches_of_the_size():
     images, labels = arrays(100)
-    ds = pipeline.train_batches(pipeline.array_dataset(images, np.arange(100)), 32, 25, 1, 1)
+    ds = pipeline.train_batches(pipeline.train_examples(images, np.arange(100)), 32, 25, 1, 1)
     sizes = [int(b.shape[0]) for b, _ in ds]
     assert sizes == [32, 32, 32, 4]
     assert sorted(epoch_labels(ds)) == list(range(100))
@@ -34,7 +34,7 @@ def test_train_batches_cover_every_image_once_in_batches_of_the_size():
 
 def test_order_depends_only_on_seed_and_epoch():
     images, _ = arrays(200)
-    pairs = pipeline.array_dataset(images, np.arange(200))
+    pairs = pipeline.train_examples(images, np.arange(200))
     order = {key: epoch_labels(pipeline.train_batches(pairs, 16, 50, *key)) for key in
              [(1, 1), (1, 2), (2, 1)]}
     assert epoch_labels(pipeline.train_batches(pairs, 16, 50, 1, 1)) == order[(1, 1)]
@@ -44,7 +44,7 @@ def test_order_depends_only_on_seed_and_epoch():
 
 def test_skipping_batches_resumes_the_same_order():
     images, _ = arrays(200)
-    pairs = pipeline.array_dataset(images, np.arange(200))
+    pairs = pipeline.train_examples(images, np.arange(200))
     full = epoch_labels(pipeline.train_batches(pairs, 16, 50, 3, 4))
     assert epoch_labels(pipeline.train_batches(pairs, 16, 50, 3, 4, skip_batches=5)) == full[80:]
 
@@ -56,7 +56,8 @@ def test_default_shuffle_buffer_is_a_quarter_of_the_training_set():
 
 def test_pipelines_run_without_the_autotuner():
     # With AUTOTUNE, training epochs stalled until the autotuner next ran (see pipeline.py).
-    pairs = pipeline.array_dataset(*arrays(10))
-    for ds in (pipeline.train_batches(pairs, 4, 10, 1, 1), pipeline.eval_batches(pairs, 4)):
+    images, labels = arrays(10)
+    for ds in (pipeline.train_batches(pipeline.train_examples(images, labels), 4, 10, 1, 1),
+               pipeline.eval_batches(pipeline.array_dataset(images, labels), 4)):
         assert ds.options().autotune.enabled is False
         assert sum(int(b.shape[0]) for b, _ in ds) == 10

@@ -60,8 +60,10 @@ class _Printer:
         device = f"{len(gpus)} GPU(s)" if gpus else "CPU (no GPU found)"
         c = info.config
         print(f"TensorFlow {tf.__version__} on {device}")
+        kept = {"memory": "; decoded in memory", "disk": "; streamed from disk, cached in "
+                f"{info.run_dir / 'cache'}", "none": "; streamed from disk"}.get(info.cache, "")
         print(f"Data: {c.dataset} from {info.dataset_source} "
-              f"({info.num_train:,} train, {info.num_test:,} test images)")
+              f"({info.num_train:,} train, {info.num_test:,} test images{kept})")
         optimizer = f"AdamW (decay {c.weight_decay})" if c.weight_decay else "Adam"
         print(f"Model: {info.model_name} ({info.parameters:,} parameters); "
               f"{optimizer} lr {c.lr}, batch {c.batch_size}, {_epochs(c.epochs)}, seed {c.seed}")

@@ -107,7 +107,7 @@ def _worst_batch(model: Any, model_file: Path, args: argparse.Namespace
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     losses = -log_probs[np.arange(len(logits)), test.labels.astype(np.int64)]
     worst = np.argsort(-losses, kind="stable")[:args.worst or DEFAULT_WORST]
-    images = test.images[worst].astype(np.float32) / np.float32(255.0)
+    images = np.asarray(test.images[worst]).astype(np.float32) / np.float32(255.0)
     if images.ndim == 3:
         images = images[..., None]
     names = [f"{test.name}-test-{int(i)}" for i in worst]

@@ -139,6 +139,11 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     folder = p.add_argument_group("image-folder datasets (--dataset folder:PATH)")
     folder.add_argument("--image-size", metavar="N|HxW",
                         help="resize every image to N x N or H x W (default 28)")
+    folder.add_argument("--cache", choices=("memory", "disk", "none"),
+                        help="where decoded images are kept: memory (decoded before training), "
+                             "disk (streamed from the files, decoded once into RUN/cache/), "
+                             "none (streamed, decoded every epoch) (default: memory when they "
+                             "fit in 1 GiB, else none)")
     colour = folder.add_mutually_exclusive_group()
     colour.add_argument("--grayscale", dest="grayscale", action="store_const", const=True,
                         help="one channel (default)")

@@ -20,7 +20,7 @@ from tfcnn.core.rundir import RunDir, read_config, read_epoch_records
 from tfcnn.data.source import absolute_data_dir
 
 # Settings a resumed run may change; the rest come from the run's config.json.
-RESUMABLE = ("epochs", "data_dir", "steps_per_call")
+RESUMABLE = ("epochs", "data_dir", "steps_per_call", "cache")
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 

@@ -15,6 +15,7 @@ from tfcnn.core.errors import ConfigError
 SCHEDULES = ("constant", "onecycle", "cosine")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 PRECISIONS = ("float32", "mixed_bfloat16")
+CACHES = ("memory", "disk", "none")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class TrainConfig:
     # Image-folder datasets only (--dataset folder:PATH):
     image_size: str | None = None     # "28" or "HxW"; None: 28x28
     grayscale: bool = True            # False: RGB
+    # Where decoded images are kept: "memory" (decoded once, before training), "disk" (streamed
+    # from the files, decoded once into RUN/cache/), "none" (streamed, decoded every epoch).
+    # None: memory when the decoded images fit in data.folders.MEMORY_BYTES (1 GiB), else none.
+    cache: str | None = None
     # A validation split of the training images (any dataset): epochs then report
     # validation metrics, the best epoch by validation is kept, and the test set is used
     # once, for the final report. None: no validation.
@@ -168,6 +173,8 @@ class TrainConfig:
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{field}: expected a Beta parameter >= 0 (0: off), "
                                   f"got {value!r}")
+        if self.cache not in (None, *CACHES):
+            raise ConfigError(f"cache: expected one of {', '.join(CACHES)}, got {self.cache!r}")
         if self.class_weight not in (None, "balanced"):
             raise ConfigError(f"class_weight: expected balanced, got {self.class_weight!r}")
 

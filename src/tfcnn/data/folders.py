@@ -41,12 +41,15 @@ from typing import NamedTuple
 import numpy as np
 
 from tfcnn.core.errors import ConfigError, DatasetError
+from tfcnn.data.files import ImageFiles
 from tfcnn.data.locate import LoadedDataset
 from tfcnn.data.split import stratified_split
-from tfcnn.images.decode import ImageError, file_kind
+from tfcnn.images.decode import ImageError, file_kind, probe_image
 from tfcnn.images.prepare import decode_for_model
 
 FOLDER_PREFIX = "folder:"
+# Folders whose decoded images would take more than this are streamed from disk by default.
+MEMORY_BYTES = 1 << 30
 MAX_SIDE = 4096  # per image side; a typo like 2800 would otherwise ask for tens of GB
 
 
@@ -223,10 +226,13 @@ def _reason(error: ImageError, path: str) -> str:
 
 def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
                       grayscale: bool = True, test_split: float = 0.1,
-                      seed: int = 0) -> FolderDataset:
+                      seed: int = 0, stream: bool | None = False) -> FolderDataset:
     """Load an image folder into a stratified, seeded train/held-out split (see module doc).
 
-    Every file is decoded by `decode_for_model`, as prediction decodes it.
+    Every file is decoded by `decode_for_model`, as prediction decodes it. With `stream`,
+    nothing is decoded yet: files are checked from their headers and the images are
+    `ImageFiles` (`tfcnn.data.files`), read from disk when used; the split is the same.
+    `stream=None` streams when the decoded images would take more than `MEMORY_BYTES`.
     """
     _check_options(image_size, test_split, seed)
     root = Path(root)
@@ -234,10 +240,33 @@ def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
     class_names, skipped = scan.class_names, list(scan.skipped)
     h, w = image_size
     channels = 1 if grayscale else 3
-    shape = (h, w) if grayscale else (h, w, 3)
+    if stream is None:
+        stream = len(scan.files) * h * w * channels > MEMORY_BYTES
+    read = _probed if stream else _decoded
+    images, labels = read(scan, h, w, channels, skipped)
+    counts = np.bincount(labels, minlength=len(class_names))
+    unreadable = [name for name, c in zip(class_names, counts, strict=True) if c == 0]
+    if unreadable:
+        raise _empty_classes_error(root, unreadable, "no readable images")
+
+    train, test = stratified_split(labels, test_split, seed, len(class_names))
+    dataset = LoadedDataset(name=f"{FOLDER_PREFIX}{root}", x_train=images[train],
+                            y_train=labels[train], x_test=images[test], y_test=labels[test],
+                            class_names=class_names, source=str(root.resolve()))
+    return FolderDataset(dataset=dataset, skipped=skipped)
+
+
+def _label_dtype(classes: int) -> type:
+    return np.uint8 if classes <= 256 else np.int32
+
+
+def _decoded(scan: FolderScan, h: int, w: int, channels: int,
+             skipped: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Every readable file's pixels in memory, and their labels; the others to `skipped`."""
+    shape = (h, w) if channels == 1 else (h, w, 3)
     images = np.empty((len(scan.files), *shape), dtype=np.uint8)
-    labels = np.empty(len(scan.files), dtype=np.uint8 if len(class_names) <= 256 else np.int32)
-    counts, n = [0] * len(class_names), 0
+    labels = np.empty(len(scan.files), dtype=_label_dtype(len(scan.class_names)))
+    n = 0
     for path, label in zip(scan.files, scan.labels, strict=True):
         try:
             images[n] = decode_for_model(path, h, w, channels).reshape(shape)
@@ -245,14 +274,22 @@ def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
             skipped.append((path, _reason(e, path)))
             continue
         labels[n] = label
-        counts[label] += 1
         n += 1
-    unreadable = [name for name, c in zip(class_names, counts, strict=True) if c == 0]
-    if unreadable:
-        raise _empty_classes_error(root, unreadable, "no readable images")
+    return images[:n], labels[:n]
 
-    train, test = stratified_split(labels[:n], test_split, seed, len(class_names))
-    dataset = LoadedDataset(name=f"{FOLDER_PREFIX}{root}", x_train=images[train],
-                            y_train=labels[train], x_test=images[test], y_test=labels[test],
-                            class_names=class_names, source=str(root.resolve()))
-    return FolderDataset(dataset=dataset, skipped=skipped)
+
+def _probed(scan: FolderScan, h: int, w: int, channels: int,
+            skipped: list[tuple[str, str]]) -> tuple[ImageFiles, np.ndarray]:
+    """The files whose headers pass `probe_image`, as `ImageFiles`, and their labels."""
+    keep: list[str] = []
+    labels: list[int] = []
+    for path, label in zip(scan.files, scan.labels, strict=True):
+        try:
+            probe_image(path, min_size=(h, w))
+        except ImageError as e:
+            skipped.append((path, _reason(e, path)))
+            continue
+        keep.append(path)
+        labels.append(label)
+    return (ImageFiles(keep, h, w, channels),
+            np.asarray(labels, dtype=_label_dtype(len(scan.class_names))))

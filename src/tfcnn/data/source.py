@@ -27,6 +27,9 @@ from tfcnn.data.registry import get_dataset_info
 from tfcnn.data.split import stratified_split
 
 DEFAULT_TEST_SPLIT = 0.1  # of each class, for folders without a test/ split
+# --cache: whether a folder is streamed from disk (None: by size, see folders.MEMORY_BYTES).
+STREAMS: dict[str | None, bool | None] = {"memory": False, "disk": True, "none": True,
+                                          None: None}
 
 
 def absolute_data_dir(text: str | os.PathLike[str]) -> str:
@@ -51,7 +54,8 @@ def check_dataset_setting(config: TrainConfig, data_dir_origin: str = "--data-di
             check_data_dir(config.dataset, config.data_dir, data_dir_origin)
         folder_only = {"--image-size": config.image_size is not None,
                        "--rgb": not config.grayscale,
-                       "--test-split": config.test_split is not None}
+                       "--test-split": config.test_split is not None,
+                       "--cache": config.cache is not None}
         given = [flag for flag, is_set in folder_only.items() if is_set]
         if given:
             raise ConfigError(f"{', '.join(given)}: only for image-folder datasets "
@@ -90,7 +94,8 @@ def load_training_data(config: TrainConfig, data_dir_origin: str = "--data-dir",
         dataset = load_dataset(config.dataset, config.data_dir, origin=data_dir_origin)
         return with_validation_split(dataset, config.val_split, seed), []
     options = {"image_size": parse_image_size(config.image_size or "28"),
-               "grayscale": config.grayscale, "seed": seed}
+               "grayscale": config.grayscale, "seed": seed,
+               "stream": STREAMS[config.cache]}
     dirs = split_dirs(root)
     if dirs is None:
         test_split = DEFAULT_TEST_SPLIT if config.test_split is None else config.test_split

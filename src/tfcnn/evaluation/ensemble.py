@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from tfcnn.core.errors import ModelSpecError, TfcnnError
+from tfcnn.data.files import ImageFiles
 from tfcnn.evaluation import report as ev
 from tfcnn.evaluation.tta import DEFAULT_SHIFTS, Shift, average_probabilities, tta_probabilities
 from tfcnn.models.loader import load_checked_model
@@ -98,10 +99,17 @@ def _check_member(file: Path, model: keras.Model, name: str, first_file: Path,
                                  "image shape")
 
 
+def _same_images(a: Any, b: Any) -> bool:
+    """Equal image arrays, or the same streamed files (compared by name, not decoded)."""
+    if isinstance(a, ImageFiles) or isinstance(b, ImageFiles):
+        return isinstance(a, ImageFiles) and a.same_files(b)
+    return bool(np.array_equal(a, b))
+
+
 def _check_same_images(file: Path, test: ev.EvalSet, first_file: Path,
                        first: ev.EvalSet) -> None:
-    if not (np.array_equal(test.labels, first.labels) and np.array_equal(test.images,
-                                                                         first.images)):
+    if not (np.array_equal(test.labels, first.labels) and _same_images(test.images,
+                                                                       first.images)):
         raise ModelSpecError(f"{file}: tested on other images than {first_file} (image-folder "
                              "runs with different seeds hold out different images); pass "
                              "--dataset folder:PATH with one test folder for every member")

@@ -59,10 +59,11 @@ def run_dir_of(model_file: Path) -> RunDir | None:
 
 @dataclass(frozen=True)
 class EvalSet:
-    """The images a model is evaluated on: uint8 (N, H, W[, C]) and their labels."""
+    """The images a model is evaluated on: uint8 (N, H, W[, C]) and their labels; a large
+    image folder's images are `ImageFiles`, read from disk batch by batch."""
 
     name: str
-    images: np.ndarray
+    images: Any
     labels: np.ndarray
     class_names: tuple[str, ...]
     source: str
@@ -122,7 +123,7 @@ def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str
         dirs = split_dirs(root)
         h, w, channels = model.image_shape
         folder = load_image_folder(root if dirs is None else dirs[1], image_size=(h, w),
-                                   grayscale=channels == 1, test_split=0)
+                                   grayscale=channels == 1, test_split=0, stream=None)
         data, skipped = folder.dataset, folder.skipped
         images, labels = data.x_train, data.y_train  # test_split 0: every image is here
     # A folder's labels are its sorted sub-folder names: another set of names (or order)
@@ -229,8 +230,8 @@ class Evaluation:
         worst = np.array([w["index"] for w in self.report["worst_images"]], dtype=np.int64)
         pred = probs.argmax(axis=1)
         figures["worst_images"] = worst_images_figure(
-            test.images[worst], test.labels[worst], pred[worst], probs[worst, pred[worst]],
-            names, title=f"Highest-loss test images, {test.name}")
+            np.asarray(test.images[worst]), test.labels[worst], pred[worst],
+            probs[worst, pred[worst]], names, title=f"Highest-loss test images, {test.name}")
         epochs = read_epoch_records(self.run) if self.run is not None else []
         if epochs:
             try:

@@ -156,6 +156,18 @@ def _evaluate_epoch(model: keras.Model, steps: Steps, feeds: Feeds, data: FitDat
     return record
 
 
+def _report_decode_failures(data: FitData, feeds: Feeds, hooks: Hooks) -> None:
+    """Tell of streamed files that passed the header check but failed to decode."""
+    failures = data.decode_failures()
+    new = failures[len(feeds.reported):]
+    if new and hooks.note:
+        path, reason = new[0]
+        more = f" (and {len(new) - 1} more)" if len(new) > 1 else ""
+        hooks.note(f"{len(new)} image file(s) could not be decoded and were fed as black "
+                   f"images: {path}: {reason}{more}; remove or repair them")
+    feeds.reported[:] = failures
+
+
 def _log_epoch(writers: dict[str, Any], epoch: int, record: dict[str, Any]) -> None:
     _log_scalars(writers["train"], epoch, {"loss": record["loss"],
                                            "accuracy": record["accuracy"]})
@@ -215,7 +227,7 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
     with (a `keras:` backbone unfrozen: new trainable variables, training/photo.py).
     """
     assert config.seed is not None
-    feeds = make_feeds(data, config, distribution)
+    feeds = make_feeds(data, config, distribution, run.path / "cache")
     writers = {part: tf.summary.create_file_writer(str(run.logs / part))
                for part in ("train", "test")}
     records = list(records)
@@ -253,6 +265,7 @@ def fit(model: keras.Model, steps: Steps, state: TrainingState, data: FitData,
             _log_epoch(writers, epoch, record)
             _save_epoch(model, steps, state, run, config, model_name, records,
                         seconds_before + time.perf_counter() - started, feeds.val is not None)
+            _report_decode_failures(data, feeds, hooks)
             if hooks.epoch_end:
                 images = min(ran * config.batch_size, len(data.y_train) - skip * config.batch_size)
                 hooks.epoch_end({**record, "images_per_second": images / train_phase,

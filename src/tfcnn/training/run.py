@@ -33,6 +33,7 @@ from tfcnn.core.rundir import (
     write_config,
 )
 from tfcnn.data.augment import Augmentation
+from tfcnn.data.files import ImageFiles
 from tfcnn.data.locate import LoadedDataset
 from tfcnn.data.photo_augment import PhotoAugmentation
 from tfcnn.data.source import load_training_data
@@ -65,6 +66,9 @@ class RunInfo:
     resume_note: str | None = None
     # Resuming: leftovers of a killed save removed from the run directory.
     cleaned: tuple[str, ...] = ()
+    # Image folders: "memory" (decoded before training), "disk" (streamed, cached in RUN/cache)
+    # or "none" (streamed, decoded every epoch); "" for registered datasets.
+    cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,15 @@ def disk_full_message(exc: BaseException, where: Path, run_path: Path) -> str:
             f"free some space, then continue with: tfcnn train --resume {run_path}")
 
 
+def _cache_of(config: TrainConfig, dataset: LoadedDataset) -> str:
+    """Where the run keeps a folder's decoded images (RunInfo.cache)."""
+    if not dataset.name.startswith("folder:"):
+        return ""
+    if not isinstance(dataset.x_train, ImageFiles):
+        return "memory"
+    return "disk" if config.cache == "disk" else "none"
+
+
 def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: bool,
            on_start: Callable[[RunInfo], None] | None, dataset: LoadedDataset,
            skipped: list[tuple[str, str]], model_name: str, notation_str: str,
@@ -278,7 +291,8 @@ def _train(config: TrainConfig, run: RunDir, out: RunDir, hooks: Hooks, resume: 
         on_start(RunInfo(config, run.path, dataset.source, len(data.y_train), len(data.y_test),
                          model_name, model.count_params(), resumed_from, skipped,
                          None if dist.strategy is None else dist.describe(), dist.chief,
-                         0 if data.y_val is None else len(data.y_val), resume_note, cleaned))
+                         0 if data.y_val is None else len(data.y_val), resume_note, cleaned,
+                         _cache_of(config, dataset)))
     records, test_accuracy = fit(model, steps, state, data, config, out, model_name, records,
                                  hooks, dist if dist.strategy is not None else None,
                                  on_epoch=phases.on_epoch if phases else None)
