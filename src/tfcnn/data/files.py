@@ -76,10 +76,15 @@ class ImageFiles:
                           self.failures)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = np.empty(self.shape, dtype=np.uint8)
-        for i, path in enumerate(self.paths):
-            out[i] = self.decode(path)
+        out = self.decode_many(self.paths)
         return out if dtype is None else out.astype(dtype)
+
+    def decode_many(self, paths: Any) -> np.ndarray:
+        """Several files' pixels, stacked (N, *image_shape); see `decode`."""
+        out = np.empty((len(paths), *self.image_shape), dtype=np.uint8)
+        for i, path in enumerate(paths):
+            out[i] = self.decode(path)
+        return out
 
     def decode(self, path: str | bytes) -> np.ndarray:
         """One file's pixels (`image_shape`); a file that fails is black and recorded."""

@@ -12,7 +12,6 @@ exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,23 +55,26 @@ def _scale(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return images[..., tf.newaxis] if images.shape.rank == 3 else images, labels
 
 
-# Decoding a JPEG with Pillow (~0.3 ms for a 100-px photo) is what a streamed folder's
-# pipeline spends its time on; Pillow releases the GIL while decoding and resizing, so
-# tf.numpy_function calls decode in parallel, one per core.
+# Decoding a JPEG with Pillow (~0.3-0.5 ms for a 100-px photo) is what a streamed folder's
+# pipeline spends its time on, about three quarters of it in Pillow's Python code (header
+# parsing) under the GIL. One tf.numpy_function call per chunk of files instead of per file
+# measured 2,400 against 1,500 images/s on 2 cores; more parallel calls than cores gained
+# nothing (docs/benchmarks.md, "Folders streamed from disk").
 _DECODE_CALLS = max(2, os.cpu_count() or 1)
+_DECODE_CHUNK = 32  # files per call when decoding unbatched pairs (evaluation, the cache)
 
 
-def _decoder(files: ImageFiles) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    def decode(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.numpy_function(files.decode, [path], tf.uint8, stateful=False)
-        image.set_shape(files.image_shape)
-        return image, label
-    return decode
+def _decoded(files: ImageFiles, pairs: tf.data.Dataset, batched: bool = False
+             ) -> tf.data.Dataset:
+    """(path, label) pairs, or batches of them, decoded to images in parallel and in order."""
+    def decode(paths: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        images = tf.numpy_function(files.decode_many, [paths], tf.uint8, stateful=False)
+        images.set_shape((None, *files.image_shape))
+        return images, labels
 
-
-def _decoded(files: ImageFiles, pairs: tf.data.Dataset) -> tf.data.Dataset:
-    """(path, label) pairs decoded to (image, label), in parallel and in order."""
-    return pairs.map(_decoder(files), num_parallel_calls=_DECODE_CALLS, deterministic=True)
+    chunks = pairs if batched else pairs.batch(_DECODE_CHUNK)
+    images = chunks.map(decode, num_parallel_calls=_DECODE_CALLS, deterministic=True)
+    return images if batched else images.unbatch()
 
 
 def _path_pairs(files: ImageFiles, labels: np.ndarray) -> tf.data.Dataset:
@@ -118,9 +120,10 @@ def train_batches(examples: TrainExamples, batch_size: int, shuffle_buffer: int,
                                    reshuffle_each_iteration=False)
     if skip_batches:  # the same batches as batching first; skipped files are not decoded
         pairs = pairs.skip(skip_batches * batch_size)
+    batches = pairs.batch(batch_size)
     if examples.files is not None:
-        pairs = _decoded(examples.files, pairs)
-    return _without_autotune(pairs.batch(batch_size))
+        batches = _decoded(examples.files, batches, batched=True)
+    return _without_autotune(batches)
 
 
 def eval_batches(pairs: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
