@@ -151,3 +151,18 @@ def test_a_folder_runs_old_config_keeps_its_test_split():
     assert (old.test_split, old.val_split) == (0.3, None)
     mnist = TrainConfig.from_dict({"dataset": "mnist", "val_split": 0.1})
     assert (mnist.test_split, mnist.val_split) == (None, 0.1)
+
+
+def test_a_root_with_train_but_no_test_split_is_one_clear_error(tmp_path):
+    root = tmp_path / "photos"
+    make_shapes(root / "train", per_class=2)
+    config = TrainConfig(dataset=f"folder:{root}")
+    with pytest.raises(DatasetError, match=r"has train/ with class folders but no test/ or "
+                                           r"val/ beside it .*folder:.*train to hold out"):
+        check_dataset_setting(config)
+    from tfcnn.cli import main
+
+    assert main(["train", "--dataset", f"folder:{root}"]) != 0
+    make_shapes(root / "val", per_class=1)  # now a split ROOT
+    data, _ = load_training_data(config.replace(grayscale=False, image_size="16"))
+    assert len(data.y_train) == 6 and len(data.y_test) == 3

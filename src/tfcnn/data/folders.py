@@ -73,6 +73,11 @@ def split_dirs(root: Path) -> tuple[Path, Path] | None:
     for name in TEST_DIRS:
         if (Path(root) / name).is_dir():
             return train, Path(root) / name
+    if any(e.is_dir() for e in _scan(train)):  # train/<class>/...: a split missing its test
+        raise DatasetError(f"{root}: has {TRAIN_DIR}/ with class folders but no "
+                           f"{' or '.join(f'{n}/' for n in TEST_DIRS)} beside it (expected "
+                           f"{Path(root) / TRAIN_DIR / 'CLASS'} and {Path(root) / 'test' / 'CLASS'}"
+                           f"; or pass folder:{train} to hold out --test-split of it)")
     return None
 
 

@@ -64,9 +64,10 @@ def check_dataset_setting(config: TrainConfig, data_dir_origin: str = "--data-di
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder (--dataset folder:PATH needs a folder "
                            "with one sub-folder per class)")
-    if config.test_split is not None and split_dirs(root) is not None:
+    dirs = split_dirs(root)  # also refuses a ROOT with train/ but no test/ or val/
+    if config.test_split is not None and dirs is not None:
         raise ConfigError(f"--test-split: {root} has its own test split "
-                          f"({split_dirs(root)[1].name}/); leave --test-split out")
+                          f"({dirs[1].name}/); leave --test-split out")
     parse_image_size(config.image_size or "28")
 
 
