@@ -241,3 +241,23 @@ def test_photo_preset_is_a_colour_gap_network_with_photo_augmentation():
     assert not config.grayscale and config.image_size and config.crop_area > 0 and config.hflip
     assert type(parse_notation(config.model)[-2]).__name__ == "GlobalPool"
     assert config_from_preset("photo", {"crop_area": 0.0}).crop_area == 0.0  # flags win
+
+
+@pytest.mark.slow  # three exports, a TFLite conversion among them: ~15 s
+def test_a_residual_photo_network_exports_to_every_format_and_agrees(shapes, tmp_path):
+    from tfcnn.export import FORMATS, export_model, verify_export
+    from tfcnn.models.network import load_model, probabilities
+
+    result = train_photos(shapes, tmp_path / "run", epochs=1, precision="mixed_bfloat16",
+                          **PHOTO)
+    model_file = result.run_dir / "model.keras"
+    x = np.random.default_rng(0).random((6, 32, 32, 3), dtype=np.float32)
+    expected = np.asarray(probabilities(load_model(model_file), x))
+    names = {"keras": "m.keras", "saved_model": "sm", "tflite": "m.tflite"}
+    for fmt in FORMATS:
+        out = tmp_path / names[fmt]
+        export_model(model_file, fmt, "none", out)
+        np.testing.assert_allclose(verify_export(out, fmt, x), expected, atol=1e-4)
+    export_model(model_file, "tflite", "float16", tmp_path / "half.tflite")
+    half = verify_export(tmp_path / "half.tflite", "tflite", x)
+    assert (half.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 5 / 6
