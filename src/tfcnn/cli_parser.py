@@ -143,7 +143,7 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                         help="where decoded images are kept: memory (decoded before training), "
                              "disk (streamed from the files, decoded once into RUN/cache/), "
                              "none (streamed, decoded every epoch) (default: memory when they "
-                             "fit in 1 GiB, else none)")
+                             "fit in 256 MiB, else none)")
     colour = folder.add_mutually_exclusive_group()
     colour.add_argument("--grayscale", dest="grayscale", action="store_const", const=True,
                         help="one channel (default)")

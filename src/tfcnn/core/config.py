@@ -56,7 +56,7 @@ class TrainConfig:
     grayscale: bool = True            # False: RGB
     # Where decoded images are kept: "memory" (decoded once, before training), "disk" (streamed
     # from the files, decoded once into RUN/cache/), "none" (streamed, decoded every epoch).
-    # None: memory when the decoded images fit in data.folders.MEMORY_BYTES (1 GiB), else none.
+    # None: memory when the decoded images fit in data.folders.MEMORY_BYTES (256 MiB), else none.
     cache: str | None = None
     # A validation split of the training images (any dataset): epochs then report
     # validation metrics, the best epoch by validation is kept, and the test set is used

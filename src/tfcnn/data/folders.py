@@ -49,7 +49,10 @@ from tfcnn.images.prepare import decode_for_model
 
 FOLDER_PREFIX = "folder:"
 # Folders whose decoded images would take more than this are streamed from disk by default.
-MEMORY_BYTES = 1 << 30
+# Held in memory, a folder peaks at ~3x its decoded size (the decoded array, its shuffled
+# train/test copies, tf.data's tensor): 200,000 32x32 RGB JPEGs (614 MB decoded) peaked at
+# 2.5 GB RSS against 745 MB streamed (benchmarks/folder_memory.py, docs/benchmarks.md).
+MEMORY_BYTES = 256 << 20
 MAX_SIDE = 4096  # per image side; a typo like 2800 would otherwise ask for tens of GB
 
 
