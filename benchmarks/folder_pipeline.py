@@ -57,7 +57,7 @@ def main() -> None:
 
     rates: dict[str, list[float]] = {"tfcnn": [], "keras": []}
     makers = {"tfcnn": tfcnn_batches, "keras": keras_batches}
-    for name, make in makers.items():  # warm-up: imports, tracing, the page cache
+    for make in makers.values():  # warm-up: imports, tracing, the page cache
         images_per_second(make, args.root, args.size, args.batch_size, 0)
     for epoch in range(1, args.rounds + 1):
         for name, make in makers.items():
