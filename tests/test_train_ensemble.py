@@ -74,7 +74,8 @@ def test_ensemble_size_from_the_flag_or_the_resumed_directory(tmp_path):
 @pytest.mark.parametrize(("argv", "message"), [
     (["--ensemble", "0"], "--ensemble: expected a positive integer, got 0"),
     (["--ensemble", "-2"], "--ensemble: expected a positive integer, got -2"),
-    (["--ensemble", "2", "--dataset", "folder:."], "--ensemble: not for image-folder datasets"),
+    (["--ensemble", "2", "--dataset", "folder:."],
+     "--ensemble: not for an image folder without its own test/"),
 ])
 def test_bad_ensemble_flags_fail_fast_without_tensorflow(argv, message):
     code = ("import sys\nfrom tfcnn.cli import main\n"
@@ -208,3 +209,22 @@ def test_evaluate_takes_the_ensemble_directory(trained_ensemble, capsys):
         str(ens / "member-1" / "model.keras"), str(ens / "member-2" / "model.keras")]
     assert sum(map(sum, printed["confusion_matrix"])) == 10000  # the whole test set
     assert (ens / "report-ensemble" / "evaluation.json").is_file()
+
+
+def test_an_ensemble_trains_on_a_folder_with_its_own_test_split(tmp_path):
+    """fashion_photos' layout: ROOT/train and ROOT/test; members share the test images."""
+    from support import make_shapes
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.training.loop import Hooks
+
+    root = tmp_path / "photos"
+    make_shapes(root / "train", per_class=6)
+    make_shapes(root / "test", per_class=2)
+    config = TrainConfig(dataset=f"folder:{root}", grayscale=False, image_size="16",
+                         model="4C3-P2-D3", epochs=1, batch_size=6, seed=4, cache="none")
+    result = ensemble.train_ensemble(config, tmp_path / "ens", 2, Hooks())
+    summary = read_ensemble(tmp_path / "ens")
+    assert [m["seed"] for m in summary["members"]] == [4, 5]
+    assert summary["num_test_images"] == 6
+    assert 0 <= result.test_accuracy <= 1
+    assert main(["evaluate", str(tmp_path / "ens"), "--json"]) == 0

@@ -111,7 +111,9 @@ def _split_folders(root: Path, train_dir: Path, test_dir: Path, options: dict[st
                    ) -> tuple[LoadedDataset, list[tuple[str, str]]]:
     """ROOT/train as the training set and ROOT/test (or val) as the test set."""
     train = load_image_folder(train_dir, test_split=0, **options)
-    test = load_image_folder(test_dir, test_split=0, **options)
+    # The test images in one order whatever the run's seed (that of `evaluate --dataset
+    # folder:ROOT/test`), so runs with different seeds (an ensemble's members) share them.
+    test = load_image_folder(test_dir, test_split=0, **{**options, "seed": 0})
     mine, theirs = train.dataset.class_names, test.dataset.class_names
     if mine != theirs:
         raise DatasetError(f"{test_dir}: class folders {list(theirs)} differ from "

@@ -31,7 +31,7 @@ from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import ConfigError, RunDirError, TrainingInterrupted
 from tfcnn.core.fsutil import atomic_write_json
 from tfcnn.core.rundir import RunDir, resolve_model_file
-from tfcnn.data.folders import parse_folder_spec
+from tfcnn.data.folders import parse_folder_spec, split_dirs
 
 if TYPE_CHECKING:
     from tfcnn.training.loop import Hooks
@@ -93,9 +93,11 @@ def check_ensemble(size: int, config: TrainConfig) -> None:
     """What an ensemble refuses (called before TensorFlow loads, and again by train_ensemble)."""
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ConfigError(f"--ensemble: expected a positive integer, got {size}")
-    if parse_folder_spec(config.dataset) is not None:
-        raise ConfigError("--ensemble: not for image-folder datasets: a folder's held-out "
-                          "images depend on the seed, so members would share no test set")
+    root = parse_folder_spec(config.dataset)
+    if root is not None and split_dirs(root) is None:
+        raise ConfigError("--ensemble: not for an image folder without its own test/ (or "
+                          "val/) split: its held-out images depend on the seed, so members "
+                          "would share no test set")
 
 
 def resolve_model_files(sources: Sequence[str | Path]) -> list[Path]:
