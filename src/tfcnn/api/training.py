@@ -219,7 +219,7 @@ def train(*, out: str | os.PathLike[str] | None = None,
     `batch_size`, `lr`, `seed`, `preset`, `data_dir`, `limit_train`, `limit_test`, ...;
     `preset` fills in a recipe under the ones given); `out`: the run directory (default
     `runs/<dataset>-<model>-<time>`); `resume`: a run directory to continue (then only
-    `epochs`, `data_dir` and `steps_per_call` may be given); `on_epoch_end`: called with
+    `epochs`, `data_dir`, `steps_per_call` and `cache` may be given); `on_epoch_end`: called with
     each epoch's record (the metrics.json entry plus "images_per_second"); `verbose`: a
     progress bar per epoch (tqdm.auto: a widget in a notebook), none when False.
 
