@@ -93,7 +93,9 @@ class ImageFiles:
         except ImageError as exc:
             name = os.fsdecode(path)
             text = str(exc)
-            self.failures.append((name, text[len(name) + 2:] if text.startswith(name) else text))
+            if all(name != failed for failed, _ in self.failures):  # once, not every epoch
+                self.failures.append((name, text[len(name) + 2:] if text.startswith(name)
+                                      else text))
             return np.zeros(self.image_shape, dtype=np.uint8)
         return pixels.reshape(self.image_shape)
 
