@@ -29,6 +29,12 @@ from tfcnn.images.decode import ImageError
 from tfcnn.images.prepare import decode_for_model
 
 
+def reason(error: ImageError, path: str) -> str:
+    """The decoder's one-line message without its leading "PATH: "."""
+    text = str(error)
+    return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
+
+
 class ImageFiles:
     """Image files as a lazy uint8 image array; see the module doc."""
 
@@ -57,11 +63,6 @@ class ImageFiles:
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(np.uint8)
-
-    @property
-    def nbytes(self) -> int:
-        """What the decoded images would take in memory."""
-        return int(np.prod(self.shape, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -92,10 +93,8 @@ class ImageFiles:
             pixels = decode_for_model(path, self.height, self.width, self.channels)
         except ImageError as exc:
             name = os.fsdecode(path)
-            text = str(exc)
             if all(name != failed for failed, _ in self.failures):  # once, not every epoch
-                self.failures.append((name, text[len(name) + 2:] if text.startswith(name)
-                                      else text))
+                self.failures.append((name, reason(exc, name)))
             return np.zeros(self.image_shape, dtype=np.uint8)
         return pixels.reshape(self.image_shape)
 

@@ -41,7 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tfcnn.core.errors import ConfigError, DatasetError
-from tfcnn.data.files import ImageFiles
+from tfcnn.data.files import ImageFiles, reason
 from tfcnn.data.locate import LoadedDataset
 from tfcnn.data.split import stratified_split
 from tfcnn.images.decode import ImageError, file_kind, probe_image
@@ -226,12 +226,6 @@ def scan_image_folder(root: Path | str) -> FolderScan:
     return FolderScan(files, labels, class_names, skipped)
 
 
-def _reason(error: ImageError, path: str) -> str:
-    """The decoder's one-line message without its leading "PATH: "."""
-    text = str(error)
-    return text[len(path) + 2:] if text.startswith(f"{path}: ") else text
-
-
 def load_image_folder(root: Path, *, image_size: tuple[int, int] = (28, 28),
                       grayscale: bool = True, test_split: float = 0.1,
                       seed: int = 0, stream: bool | None = False) -> FolderDataset:
@@ -279,7 +273,7 @@ def _decoded(scan: FolderScan, h: int, w: int, channels: int,
         try:
             images[n] = decode_for_model(path, h, w, channels).reshape(shape)
         except ImageError as e:
-            skipped.append((path, _reason(e, path)))
+            skipped.append((path, reason(e, path)))
             continue
         labels[n] = label
         n += 1
@@ -295,7 +289,7 @@ def _probed(scan: FolderScan, h: int, w: int, channels: int,
         try:
             probe_image(path, min_size=(h, w))
         except ImageError as e:
-            skipped.append((path, _reason(e, path)))
+            skipped.append((path, reason(e, path)))
             continue
         keep.append(path)
         labels.append(label)

@@ -58,8 +58,8 @@ def _scale(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 # Decoding a JPEG with Pillow (~0.3-0.5 ms for a 100-px photo) is what a streamed folder's
 # pipeline spends its time on, about three quarters of it in Pillow's Python code (header
 # parsing) under the GIL. One tf.numpy_function call per chunk of files instead of per file
-# measured 2,400 against 1,500 images/s on 2 cores; more parallel calls than cores gained
-# nothing (docs/benchmarks.md, "Folders streamed from disk").
+# measured 2,179 against 1,245 images/s on 2 cores (docs/benchmarks.md, "Folders streamed
+# from disk"); 4 parallel calls instead of 2 gained nothing.
 _DECODE_CALLS = max(2, os.cpu_count() or 1)
 _DECODE_CHUNK = 32  # files per call when decoding unbatched pairs (evaluation, the cache)
 
