@@ -33,9 +33,7 @@ def cpu_model() -> str:
 
 
 def true_probability(model: Any, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    from tfcnn.explain.methods import probabilities_of
-
-    return probabilities_of(model, x)[np.arange(len(x)), labels]
+    return model.predict_proba(x)[np.arange(len(x)), labels]
 
 
 def blank_top(x: np.ndarray, scores: np.ndarray, fraction: float) -> np.ndarray:
@@ -51,7 +49,7 @@ def blank_top(x: np.ndarray, scores: np.ndarray, fraction: float) -> np.ndarray:
 
 def measure(model: Any, x: np.ndarray, labels: np.ndarray, fraction: float, seed: int
             ) -> dict[str, Any]:
-    from tfcnn.explain.run import attributions
+    from tfcnn.explain.batch import attributions
 
     base = true_probability(model, x, labels)
     rng = np.random.default_rng(seed)
@@ -80,8 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tfcnn.data.locate import load_dataset
-    from tfcnn.explain.methods import probabilities_of
-    from tfcnn.models.loader import load_checked_model
+    from tfcnn.models.trained import TrainedModel
 
     data = load_dataset("mnist", args.data_dir)
     x = data.x_test[:args.images, ..., None].astype(np.float32) / np.float32(255.0)
@@ -90,9 +87,10 @@ def main() -> None:
                               "images": len(x), "fraction": args.fraction, "models": {}}
     for spec in args.model:
         name, _, path = spec.partition("=")
-        model = load_checked_model(path)
-        accuracy = float((probabilities_of(model, x).argmax(axis=1) == labels).mean())
-        report["models"][name] = {"path": path, "notation": getattr(model, "notation", ""),
+        model = TrainedModel.load(path)
+        accuracy = float((model.predict_proba(x).argmax(axis=1) == labels).mean())
+        report["models"][name] = {"path": path,
+                                  "notation": getattr(model.network, "notation", ""),
                                   "accuracy": accuracy,
                                   **measure(model, x, labels, args.fraction, args.seed)}
     if args.json:

@@ -62,10 +62,10 @@ def main() -> None:
 
     from tfcnn.explain.figures import heat_rgba, map_grid, png_data_url
     from tfcnn.explain.live import LiveExplainer
-    from tfcnn.models.loader import load_checked_model
+    from tfcnn.models.trained import TrainedModel
     from tfcnn.serve.app import BackgroundServer, create_app
 
-    model = load_checked_model(args.source)
+    model = TrainedModel.load(args.source)
     app = create_app(model, "bench")
     served = app.state.served
     png = canvas_png()

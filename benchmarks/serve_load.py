@@ -136,8 +136,10 @@ def get_json(host: str, port: int, path: str) -> dict:
         conn.close()
 
 
-def start_server(model: str, log_path: Path, window_ms: float | None
-                 ) -> tuple[subprocess.Popen, int]:
+def start_server(model: str, log_path: Path, window_ms: float | None,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """`tfcnn serve MODEL` on a free port, once it answers; `env`: its environment (default:
+    this process's)."""
     with socket.socket() as probe:  # a free port (released just before the server binds it)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -145,7 +147,7 @@ def start_server(model: str, log_path: Path, window_ms: float | None
     if window_ms is not None:
         command += ["--batch-window-ms", str(window_ms)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                               stderr=log_path.open("w"))
+                               stderr=log_path.open("w"), env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:

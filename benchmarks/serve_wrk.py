@@ -54,10 +54,14 @@ def seconds(text: str) -> float:
     return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def run_hey(url: str, body: Path, clients: int, requests: int) -> dict:
+def run_hey(url: str, body: Path, clients: int, requests: int,
+            rate: float | None = None) -> dict:
+    """hey's figures for `requests` POSTs of `body` from `clients` clients; `rate`: each
+    client sends at most that many requests per second (hey -q), else flat out."""
     requests = -(-requests // clients) * clients  # hey gives each client n / c requests
-    out = subprocess.run(["hey", "-n", str(requests), "-c", str(clients), "-m", "POST",
-                          "-T", "application/json", "-D", str(body), url],
+    paced = ["-q", str(rate)] if rate else []
+    out = subprocess.run(["hey", "-n", str(requests), "-c", str(clients), *paced,
+                          "-m", "POST", "-T", "application/json", "-D", str(body), url],
                          capture_output=True, text=True, check=True).stdout
     # Errors: the non-200 answers plus the socket errors hey lists.
     codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}

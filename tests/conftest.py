@@ -51,8 +51,8 @@ def trained_mnist_run(shared_datasets_dir, tmp_path_factory) -> Path:
 def served():
     """A small untrained digit model wrapped for serving under the name "digits"."""
     from tfcnn.models.network import build_model
-    from tfcnn.serve.model import from_keras
+    from tfcnn.serve.model import serve_model
 
     model = build_model("4C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0,
-                        preprocessing="mnist", dataset="mnist")
-    return from_keras(model, "digits")
+                        prepare="mnist", dataset="mnist")
+    return serve_model(model, "digits")

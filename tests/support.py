@@ -33,6 +33,14 @@ def tiny_digits(n_train: int = 256, n_test: int = 64, seed: int = 0):
                          y_test=y_test, class_names=tuple("0123456789"), source="tiny_digits")
 
 
+def probabilities(model, images):
+    """An independent reference for tests: the softmax of a Keras model's logits, computed
+    here with Keras's own softmax, not through tfcnn's inference path."""
+    import keras
+
+    return keras.ops.softmax(model(images, training=False), axis=-1)
+
+
 def run_tfcnn(*args: str, cwd: Path | None = None, timeout: float = 300,
               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `python -m tfcnn ARGS` in a fresh process and capture its output."""

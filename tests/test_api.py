@@ -132,7 +132,7 @@ def test_classifier_predicts_every_input_kind_alike(api_run, tmp_path):
 @pytest.mark.parametrize(("bad", "message"), [
     ("missing.png", "missing.png: no such file"),
     ("text.png", "text.png: not a PNG, JPEG, BMP, GIF or WebP image"),
-    (np.zeros((2, 28, 28, 2), np.uint8), "array[0]: expected an image array of shape"),
+    (np.zeros((2, 28, 28, 5), np.uint8), "array[0]: expected an image array of shape"),
     (np.zeros((28, 28), np.int16), "array[0]: expected uint8 pixels (0-255) or floats"),
     (np.full((28, 28), 255.0), "array[0]: float values outside [0, 1]"),
     (42, "inputs: expected a file path, a Pillow image, a numpy array"),
@@ -163,7 +163,8 @@ def test_evaluate_report_equals_the_cli_json(api_run, tmp_path, capsys):
     assert report.confusion_matrix.sum() == 10_000  # the whole test set; limit_test is training's
     assert report.accuracy == pytest.approx(np.trace(report.confusion_matrix) / 10_000)
     assert len(report.per_class) == 10 and report.loss > 0
-    assert set(report.figures) == {"confusion_matrix", "worst_images", "training_curves"}
+    assert set(report.figures) == {"confusion_matrix", "worst_images", "training_curves",
+                                   "reliability"}
     assert all(isinstance(f, Figure) for f in report.figures.values())
     assert (tmp_path / "report" / "evaluation.json").is_file()
     assert main(["evaluate", str(root / "run"), "--json", "--out", str(tmp_path / "cli")]) == 0
@@ -187,7 +188,7 @@ def test_prediction_from_probabilities_and_its_json_form():
     assert (p.label, p.index, p.probability) == ("b", 1, 0.5)
     assert p.top_k == [("b", 0.5), ("c", 0.3), ("a", 0.2)]
     assert p.to_dict() == {"file": "x.png", "label": "b", "index": 1, "probability": 0.5,
-                           "top_k": [{"label": "b", "probability": 0.5},
+                           "unknown": False, "top_k": [{"label": "b", "probability": 0.5},
                                      {"label": "c", "probability": 0.3},
                                      {"label": "a", "probability": 0.2}]}
 
@@ -196,7 +197,7 @@ def test_pillow_images_of_any_mode_are_accepted(tmp_path):
     from tfcnn.predict.inputs import model_inputs
 
     images = [Image.new(mode, (40, 30)) for mode in ("L", "RGB", "RGBA", "P", "I;16")]
-    batch, sources = model_inputs(images, "scale", (12, 10, 3))
+    batch, sources = model_inputs(images, None, (12, 10, 3))
     assert batch.shape == (5, 12, 10, 3) and batch.dtype == np.float32
     assert sources == [f"image[{i}]" for i in range(5)]
 
@@ -207,7 +208,7 @@ def test_import_tfcnn_models_registers_the_classes_quietly(tmp_path):
 
     path = tmp_path / "m.keras"
     build_model("4C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0).save(path)
-    code = ("import sys\nimport tfcnn.models\nimport keras\n"
+    code = ("import sys\nimport tfcnn.models.network\nimport keras\n"
             f"model = keras.saving.load_model({str(path)!r})\n"
             "print(type(model).__name__, model.notation)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -215,3 +216,149 @@ def test_import_tfcnn_models_registers_the_classes_quietly(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["NotationModel", "4C3-P2-D10"]
     assert "cuda" not in done.stderr.lower(), done.stderr  # TensorFlow's start-up lines hidden
+
+
+# --- tfcnn.train(data=..., class_names=..., callbacks=...) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist_600(shared_datasets_dir):
+    (x, y), (x_test, y_test), names = tfcnn.datasets.load("mnist", shared_datasets_dir)
+    return x[:600], y[:600], x_test[:200], y_test[:200], names
+
+
+def _recorder():
+    import keras
+
+    class Recorder(keras.callbacks.Callback):
+        """Records the calls; asks to stop after the epoch `stop_after` (0-based)."""
+
+        def __init__(self, stop_after=None):
+            super().__init__()
+            self.calls, self.stop_after = [], stop_after
+
+        def on_train_begin(self, logs=None):
+            self.calls.append(("train_begin", isinstance(self.model, keras.Model),
+                               self.params["epochs"]))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.calls.append(("epoch_begin", epoch))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.calls.append(("epoch_end", epoch, dict(logs)))
+            if epoch == self.stop_after:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            self.calls.append(("train_end", dict(logs)))
+
+    return Recorder
+
+
+def test_train_from_arrays_calls_keras_callbacks_and_resumes_with_the_same_arrays(
+        mnist_600, tmp_path):
+    x, y, _, _, names = mnist_600
+    callback = _recorder()(stop_after=1)
+    out = tmp_path / "run"
+    run = tfcnn.train(data=(x, y), class_names=list(names), callbacks=[callback], epochs=3,
+                      model="8C3-P2-D10", batch_size=32, seed=1, out=out, verbose=False)
+    kinds = [c[0] for c in callback.calls]
+    assert kinds == ["train_begin", "epoch_begin", "epoch_end", "epoch_begin", "epoch_end",
+                     "train_end"]  # model.stop_training after epoch 1 (0-based): two epochs
+    assert callback.calls[0] == ("train_begin", True, 3)
+    assert [c[1] for c in callback.calls if c[0] == "epoch_end"] == [0, 1]
+    logs = callback.calls[2][2]
+    assert set(logs) == {"loss", "accuracy", "test_loss", "test_accuracy"}
+    assert logs["accuracy"] == run.history[0]["accuracy"]
+    assert callback.calls[-1][1]["test_accuracy"] == run.metrics["test_accuracy"]
+    assert run.config.dataset == "arrays" and len(run.history) == 2
+    saved = json.loads((out / "arrays.json").read_text())
+    assert saved["class_names"] == list(names) and saved["train_images"] == [600, 28, 28]
+    assert tfcnn.load(out).class_names == list(names)
+    with pytest.raises(tfcnn.RunDirError, match="trained on in-memory arrays.*data=") as caught:
+        tfcnn.train(resume=out, verbose=False)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(tfcnn.RunDirError, match="not the arrays .* was trained on"):
+        tfcnn.train(resume=out, data=(x[:599], y[:599]), verbose=False)
+    resumed = tfcnn.train(resume=out, data=(x, y), verbose=False)  # class names from the run
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+
+
+def test_train_from_a_tf_data_dataset_of_floats_with_a_test_set_of_its_own(mnist_600,
+                                                                           tmp_path):
+    import tensorflow as tf
+
+    x, y, x_test, y_test, _ = mnist_600
+    train = tf.data.Dataset.from_tensor_slices(((x / 255).astype(np.float32), y)).batch(64)
+    run = tfcnn.train(data=(train, (x_test, y_test)), model="8C3-P2-D10", epochs=1, seed=2,
+                      out=tmp_path / "run", verbose=False)
+    saved = json.loads((tmp_path / "run" / "arrays.json").read_text())
+    assert saved["class_names"] == [str(i) for i in range(10)]
+    assert saved["train_images"] == [600, 28, 28] and saved["test_images"] == [200, 28, 28]
+    assert 0 < run.metrics["test_accuracy"] <= 1
+
+
+_LABELS = np.arange(10) % 3
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"data": (np.zeros((10, 8, 8), np.int64), _LABELS)}, "data: images of dtype int64"),
+    ({"data": (np.zeros((10, 8)), _LABELS)}, "data: images of shape (10, 8); expected N×H×W"),
+    ({"data": (np.zeros((10, 8, 8, 2), np.uint8), _LABELS)}, "with C 1 or 3"),
+    ({"data": (np.full((10, 8, 8), 255.0), _LABELS)}, "values from 255 to 255; expected [0, 1]"),
+    ({"data": (np.full((10, 8, 8), np.nan), _LABELS)}, "images hold NaN"),
+    ({"data": (np.zeros((10, 8, 8), np.uint8), _LABELS + 2), "class_names": ["a", "b", "c"]},
+     "data: label 3 of image 1 is out of range (3 class names given: labels 0 .. 2)"),
+    ({"data": (np.zeros((10, 8, 8), np.uint8), _LABELS - 1)},
+     "data: label -1 of image 0 is out of range"),
+    ({"data": (np.zeros((10, 8, 8), np.uint8), _LABELS * 1.0)}, "labels of dtype float64"),
+    ({"data": (np.zeros((10, 8, 8), np.uint8), np.eye(10))}, "labels of shape (10, 10)"),
+    ({"data": (np.zeros((10, 8, 8), np.uint8), _LABELS[:9])}, "data: 10 images but 9 labels"),
+    ({"data": (np.zeros((10, 8, 8), np.uint8), _LABELS * 0)}, "one class only"),
+    ({"data": ((np.zeros((10, 8, 8), np.uint8), _LABELS),
+               (np.zeros((4, 9, 9), np.uint8), _LABELS[:4]))}, "test images of shape (9, 9)"),
+    ({"data": 42}, "data: expected (x, y) numpy arrays"),
+    ({"data": (np.zeros((10, 8, 8), np.uint8), _LABELS), "class_names": ["a", "a", "b"]},
+     "class_names: ['a', 'a', 'b'] names a class twice"),
+    ({"data": (np.zeros((10, 8, 8), np.uint8), _LABELS), "dataset": "mnist"},
+     "dataset: not with data="),
+    ({"callbacks": [print]}, "callbacks[0]: expected a keras.callbacks.Callback"),
+])
+def test_bad_data_and_callbacks_are_one_line_errors(kwargs, message, tmp_path):
+    with pytest.raises(tfcnn.TfcnnError) as caught:
+        tfcnn.train(**kwargs, model="4C3-P2-D3", out=tmp_path / "run", verbose=False)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_progress_bar_stays_out_of_logs_and_shows_on_a_terminal(monkeypatch):
+    # Before: tqdm.auto's bar wrote "\r Epoch 1: ..." into a redirected stderr.
+    import io
+
+    from tfcnn.api.progress import progress_bars
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, shown in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        bar = progress_bars(True, 3)(1, 10, 0)
+        bar.update(10)
+        bar.close()
+        assert ("Epoch 1/3" in stream.getvalue()) is shown
+        assert ("\r" in stream.getvalue()) is shown
+    assert progress_bars(False, 3) is None
+
+
+def test_the_cli_refuses_to_resume_a_run_trained_on_arrays(tmp_path, capsys):
+    from tfcnn.cli import main
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.core.rundir import RunDir, write_config
+
+    write_config(RunDir(tmp_path), TrainConfig(dataset="arrays", seed=1), {})
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"tfcnn: error: {tmp_path}: trained on in-memory arrays (tfcnn.train(data="
+                   f"...)); resume it from Python with the same arrays: tfcnn.train(resume="
+                   f"{str(tmp_path)!r}, data=...)")

@@ -84,7 +84,8 @@ def train_tiny(tmp_path, name, **settings):
 
 
 def test_ema_changes_what_is_kept_not_how_training_goes(tmp_path):
-    from tfcnn.models.network import load_model, probabilities
+    from support import probabilities
+    from tfcnn.models.network import load_model
 
     plain = train_tiny(tmp_path, "plain")
     ema = train_tiny(tmp_path, "ema", ema=0.9)

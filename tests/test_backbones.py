@@ -223,7 +223,7 @@ def test_saved_model_reloads_through_the_one_loader_with_the_same_outputs(tmp_pa
     assert isinstance(loaded, BackboneModel)
     assert (loaded.spec, loaded.notation, loaded.class_names, loaded.image_shape) == (
         SPEC, SPEC, CLASSES, SIZE)
-    assert (loaded.preprocessing, loaded.precision, loaded.seed) == ("scale", "float32", 7)
+    assert (loaded.preprocessor.prepare, loaded.precision, loaded.seed) == (None, "float32", 7)
     x = images(seed=3)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5)
 

@@ -123,3 +123,67 @@ def test_a_full_disk_while_checkpointing_names_tensorflows_file(tmp_path, monkey
     with pytest.raises(RunDirError, match=r"^\S+/ckpt-1_temp/part-00000-of-00001\.data-00000-of"
                                           r"-00001\.tempstate1: no space left on device"):
         train(tmp_path / "run")
+
+
+@pytest.mark.slow  # a fresh process: the file-size limit must not touch pytest's own files
+def test_a_failed_checkpoint_write_leaves_no_temp_folder(tmp_path):
+    # A real failure inside TensorFlow's SaveV2: a file-size limit makes the data file's
+    # write fail ("File too large"), as a full disk does. Before: ckpt-1_temp/ was left.
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import resource, signal
+        from pathlib import Path
+        import keras
+        from tfcnn.training.checkpoint import make_training_state
+        model = keras.Sequential([keras.Input((100,)), keras.layers.Dense(3000)])
+        state = make_training_state(Path({str(tmp_path)!r}), model, keras.optimizers.Adam(),
+                                    [])
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, resource.RLIM_INFINITY))
+        try:
+            state.save()
+        except Exception as exc:
+            print("failed:", type(exc).__name__, str(exc).splitlines()[0])
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "failed: OutOfRangeError" in done.stdout and "ckpt-1_temp" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path):
+    from tfcnn.core.rundir import RunFinished
+
+    out = tmp_path / "run"
+    train(out)
+    before = {name: (out / name).read_bytes() for name in ("config.json", "metrics.json")}
+    with pytest.raises(RunFinished) as caught:
+        train(out, resume=True)
+    assert str(caught.value) == (f"{out}: already trained 2 of 2 epochs; pass epochs=N "
+                                 "(more than 2) to train further")
+    with pytest.raises(RunFinished, match="already trained 2 epochs, more than the 1 asked for"):
+        train(out, CONFIG.replace(epochs=1), resume=True)
+    # config.json still says 2 epochs: a refused resume rewrites nothing.
+    assert {name: (out / name).read_bytes() for name in before} == before
+    result, _ = train(out, CONFIG.replace(epochs=3), resume=True)
+    assert [r["epoch"] for r in result.epochs] == [1, 2, 3]
+
+
+def test_a_finished_validation_run_killed_before_its_final_test_completes_it(tmp_path):
+    from tfcnn.data.source import with_validation_split
+    from tfcnn.training.run import train_run
+
+    config = CONFIG.replace(val_split=0.25)
+    data = with_validation_split(tiny_digits(), 0.25, seed=1)
+    out = tmp_path / "run"
+    train_run(config, out, Hooks(), dataset=data)
+    metrics = json.loads((out / "metrics.json").read_text())
+    final = metrics.pop("test_accuracy"), metrics.pop("test_loss"), metrics.pop("best_epoch")
+    (out / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": None}))
+    resumed = train_run(config, out, Hooks(), resume=True, dataset=data)  # no RunFinished
+    assert resumed.test_accuracy == final[0]
+    assert json.loads((out / "metrics.json").read_text())["best_epoch"] == final[2]

@@ -37,7 +37,7 @@ def test_train_defaults_are_the_tutorials():
 
 @pytest.mark.parametrize(("argv", "expected"), [
     (["train", "--model", "32C3-X2-D10"], "token 2 'X2'"),
-    (["train", "--model", "resnet"], "unknown preset"),
+    (["train", "--model", "resnet"], "unknown network name"),
     (["train", "--epochs", "0"], "epochs: expected a positive integer"),
     (["train", "--lr", "-1"], "lr: expected a positive number"),
     (["train", "--data-dir", "/nonexistent/dir"], "--data-dir /nonexistent/dir: no such directory"),

@@ -1,11 +1,14 @@
-"""TrainConfig: defaults, validation and the JSON round trip."""
+"""TrainConfig: defaults, the settings schema's validation, spelling and the JSON round trip."""
 
+import dataclasses
 import json
 
 import pytest
 
-from tfcnn.core.config import TrainConfig
-from tfcnn.core.errors import ConfigError
+from tfcnn.core.config import SETTINGS, TrainConfig
+from tfcnn.core.errors import ConfigError, RunDirError
+from tfcnn.core.settings import Setting, SettingError, settings_of, text
+from tfcnn.core.spelling import flag, keyword, respell, spelled
 
 
 def test_defaults_are_the_tutorial():
@@ -45,7 +48,7 @@ def test_schedule_and_warmup_are_validated():
     ("weight_decay", -0.1, "^weight_decay: expected a number >= 0"),
     ("shift", -1, "^shift: expected a number >= 0"),
     ("rotate", "10", "^rotate: expected a number >= 0"),
-    ("zoom", 1.0, "^zoom: expected a fraction below 1"),
+    ("zoom", 1.0, "^zoom: expected a fraction from 0 to below 1"),
     ("label_smoothing", 1.0, "^label_smoothing: expected a fraction from 0 to below 1"),
     ("erase", 1.5, "^erase: expected a probability from 0 to 1"),
     ("elastic", -34, "^elastic: expected a number >= 0"),
@@ -91,3 +94,111 @@ def test_photo_and_transfer_settings_accept_sensible_values_and_round_trip():
     defaults = TrainConfig()
     assert (defaults.weights, defaults.freeze_epochs, defaults.crop_area, defaults.mixup,
             defaults.class_weight) == ("none", 0, 0.0, 0.0, None)
+
+
+# The schema (core/settings.py): every field is declared with its kind, and one loop checks
+# them all. A bad value of each field's kind is refused with the field's name.
+
+
+def _refused_values(setting: Setting) -> list:
+    """Values a setting of this kind must refuse: the wrong type, and just outside its range."""
+    wrong_type = {"int": ["3", 2.5, True], "float": ["0.1", True, float("nan"), float("inf")],
+                  "bool": [1, "yes"], "str": [5], "choice": ["bogus", 1],
+                  "duration": ["soon", "15 minutes", True, float("nan")]}[setting.kind]
+    out_of_range = [bound for bound in (setting.above, setting.maximum, setting.below)
+                    if bound is not None and not setting.accepts(bound)]
+    out_of_range += [setting.minimum - 1] if setting.minimum is not None else []
+    out_of_range += [bound + 1 for bound in (setting.maximum,) if bound is not None]
+    empty = [] if setting.allow_empty or setting.kind != "str" else [""]
+    return [*wrong_type, *out_of_range, *empty, *([] if setting.optional else [None])]
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_the_schema_refuses_a_bad_value_of_each_fields_kind_naming_the_field(name):
+    setting = SETTINGS[name]
+    values = _refused_values(setting)
+    assert values, name
+    for value in values:
+        with pytest.raises(ConfigError) as caught:
+            TrainConfig(**{name: value})
+        assert str(caught.value) == f"{name}: expected {setting.expected}, got {value!r}"
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_the_schema_accepts_its_defaults_and_bounds(name):
+    setting = SETTINGS[name]
+    needs = {"early_stop": {"val_split": 0.1}}.get(name, {})  # cross-checked settings
+    for value in (setting.minimum, setting.maximum, *setting.choices):
+        if value is not None:
+            expected = "stream" if (name, value) == ("cache", "none") else value  # old name
+            assert getattr(TrainConfig(**{name: value}, **needs), name) == expected
+
+
+def test_a_field_declared_without_a_setting_is_refused_by_the_schema():
+    @dataclasses.dataclass(frozen=True)
+    class Partly:
+        declared: str = text("x", "a declared setting", group="data")
+        forgotten: int = 3
+
+    with pytest.raises(TypeError, match="Partly.forgotten: declare it with"):
+        settings_of(Partly)
+
+
+def test_a_bad_value_in_config_json_names_the_file_and_the_key():
+    with pytest.raises(ConfigError, match=r"^run/config.json: epochs: expected a positive "
+                                          r"integer, got 0$"):
+        TrainConfig.from_dict({"epochs": 0}, source="run/config.json")
+
+
+def test_setting_errors_name_the_keyword_and_the_cli_spells_the_flag():
+    with pytest.raises(SettingError, match="^batch_size: expected"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(SettingError, match="^--batch-size: expected a positive integer, got 0$"),\
+            spelled(flag):
+        TrainConfig(batch_size=0)
+    with pytest.raises(SettingError, match="^weights: expected none for model"), \
+            spelled(keyword):
+        TrainConfig(weights="imagenet")
+
+
+def test_flags_written_by_lower_layers_are_respelled_as_keywords():
+    message = ("--image-size, --rgb: only for image-folder datasets (--dataset folder:PATH); "
+               "--ensemble stays; continue with: tfcnn train --resume run --cache stream")
+    assert respell(message, keyword) == (
+        "image_size, grayscale: only for image-folder datasets (dataset folder:PATH); "
+        "--ensemble stays; continue with: tfcnn train --resume run --cache stream")
+    assert respell(message, flag) == message
+    with pytest.raises(ConfigError, match=r"^model 'x': try image_size 32$"), \
+            spelled(keyword):
+        raise ConfigError("--model 'x': try --image-size 32")
+    with pytest.raises(RunDirError, match=r"\(use resume r to continue it, or another out\)$"), \
+            spelled(keyword):
+        raise RunDirError("r: a run (use --resume r to continue it, or another --out)")
+
+
+@pytest.mark.parametrize(("given", "seconds"), [
+    ("90s", 90.0), ("15m", 900.0), ("1h", 3600.0), ("1m30s", 90.0), (45, 45.0), ("none", None),
+    (None, None),
+])
+def test_a_time_budget_is_read_as_seconds(given, seconds):
+    config = TrainConfig(time_budget=given)
+    assert config.time_budget == seconds
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+@pytest.mark.parametrize("given", ["15 minutes", "-5s", "1.5.2m", True])
+def test_a_time_budget_that_is_no_duration_is_a_one_line_error(given):
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(time_budget=given)
+    assert "expected a duration such as 90s" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_cli_refuses_a_bad_budget_and_early_stop_without_validation(capsys):
+    from tfcnn.cli import main
+
+    assert main(["train", "--time-budget", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert "--time-budget: expected a duration such as 90s, 15m or 1h, got 'soon'" in err
+    assert main(["train", "--early-stop", "3"]) == 2
+    assert "--early-stop: needs a validation split to watch" in capsys.readouterr().err

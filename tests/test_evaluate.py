@@ -15,6 +15,18 @@ from tfcnn.cli import main
 from tfcnn.core.errors import ConfigError, ModelSpecError, RunDirError
 from tfcnn.evaluation import report as ev
 
+
+def evaluate_model(model_file, *, out_dir=None, **options):
+    """Load `model_file` by the one loader, evaluate it, write its report folder (default
+    beside it, report/), return the report."""
+    from tfcnn.models.trained import TrainedModel
+
+    model_file = Path(model_file)
+    evaluation = ev.evaluate_loaded(TrainedModel.load(model_file), **options)
+    return evaluation.write(Path(out_dir) if out_dir is not None
+                            else model_file.parent / "report")
+
+
 MNIST_TEST_SUPPORT = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
@@ -76,7 +88,7 @@ def test_other_class_names_of_the_same_count_are_refused(tmp_path, capsys):
     path = _save_model(tmp_path)
     with pytest.raises(ModelSpecError, match=r"classes \['0', '1'.* are not fashion_mnist's "
                                              r"\['T-shirt/top'"):
-        ev.evaluate_model(path, dataset="fashion_mnist", data_dir=str(tmp_path / "none"))
+        evaluate_model(path, dataset="fashion_mnist", data_dir=str(tmp_path / "none"))
     assert main(["evaluate", str(path), "--dataset", "fashion_mnist"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
@@ -84,7 +96,7 @@ def test_other_class_names_of_the_same_count_are_refused(tmp_path, capsys):
 def test_wrong_class_count_is_refused_before_loading_data(tmp_path, capsys):
     path = _save_model(tmp_path, "4C3-P2-D5", classes=5)
     with pytest.raises(ModelSpecError, match="gives 5 class outputs, but dataset 'mnist' has 10"):
-        ev.evaluate_model(path, data_dir=str(tmp_path / "nowhere"))
+        evaluate_model(path, data_dir=str(tmp_path / "nowhere"))
     assert main(["evaluate", str(path), "--dataset", "fashion_mnist"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "dataset 'fashion_mnist' has 10 classes" in err
@@ -93,13 +105,13 @@ def test_wrong_class_count_is_refused_before_loading_data(tmp_path, capsys):
 def test_wrong_image_shape_is_refused(tmp_path):
     path = _save_model(tmp_path, shape=(32, 32, 1))
     with pytest.raises(ModelSpecError, match=r"images of shape \(32, 32, 1\)"):
-        ev.evaluate_model(path)
+        evaluate_model(path)
 
 
 def test_a_model_without_dataset_needs_dataset_flag(tmp_path, capsys):
     path = _save_model(tmp_path, dataset="")
     with pytest.raises(ConfigError, match="records no dataset; pass --dataset"):
-        ev.evaluate_model(path)
+        evaluate_model(path)
     assert main(["evaluate", str(path), "--dataset", "cifar"]) == 2
     assert "dataset 'cifar' is unknown" in capsys.readouterr().err
 
@@ -107,8 +119,8 @@ def test_a_model_without_dataset_needs_dataset_flag(tmp_path, capsys):
 def test_a_file_that_is_not_a_model_is_one_error(tmp_path, capsys):
     bad = tmp_path / "bad.keras"
     bad.write_text("not a zip")
-    with pytest.raises(RunDirError, match="bad.keras: cannot be loaded"):
-        ev.evaluate_model(bad)
+    with pytest.raises(RunDirError, match="bad.keras: not a Keras model file \\(not a zip archive"):
+        evaluate_model(bad)
     assert main(["evaluate", str(tmp_path / "missing.keras")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such run directory or model file" in err
@@ -118,7 +130,7 @@ def test_evaluate_a_bare_model_file_on_small_data(tmp_path, monkeypatch):
     data = tiny_digits(n_test=64)
     monkeypatch.setattr(ev, "load_dataset", lambda info, data_dir, **kw: data)
     path = _save_model(tmp_path)
-    report = ev.evaluate_model(path)
+    report = evaluate_model(path)
     assert report["num_images"] == 64 and report["dataset"] == "mnist"
     cm = np.array(report["confusion_matrix"])
     assert cm.sum() == 64 and cm.sum(axis=1).tolist() == np.bincount(data.y_test, minlength=10
@@ -126,7 +138,8 @@ def test_evaluate_a_bare_model_file_on_small_data(tmp_path, monkeypatch):
     assert report["test_accuracy"] == pytest.approx(np.trace(cm) / 64)
     assert 0 < report["test_loss"] < 10
     # No run directory: no training curves; the report folder sits beside the model.
-    assert set(report["files"]) == {"confusion_matrix", "worst_images", "json", "text"}
+    assert set(report["files"]) == {"confusion_matrix", "worst_images", "reliability", "json",
+                                   "text"}
     for file in report["files"].values():
         assert Path(file).parent == tmp_path / "report" and Path(file).is_file()
     saved = json.loads((tmp_path / "report" / "evaluation.json").read_text())
@@ -141,7 +154,7 @@ def test_a_folder_is_evaluated_whole_at_the_models_size(tmp_path):
     root = make_shapes(tmp_path / "shapes", per_class=4)
     path = _save_model(tmp_path, "4C3-P2-D3", classes=3, shape=(20, 24, 3),
                        dataset=f"folder:{root}", names=SHAPES)
-    report = ev.evaluate_model(path, out_dir=tmp_path / "r")
+    report = evaluate_model(path, out_dir=tmp_path / "r")
     assert report["num_images"] == 12 and report["dataset"] == f"folder:{root}"
     assert [r["class"] for r in report["per_class"]] == list(SHAPES)
     assert [r["support"] for r in report["per_class"]] == [4, 4, 4]
@@ -152,7 +165,7 @@ def test_a_folder_with_other_class_names_is_refused(tmp_path):
     root = make_shapes(tmp_path / "shapes", per_class=2)
     path = _save_model(tmp_path, "4C3-P2-D3", classes=3, dataset=f"folder:{root}")
     with pytest.raises(ModelSpecError, match="differ from .*sub-folders"):
-        ev.evaluate_model(path)
+        evaluate_model(path)
 
 
 @pytest.mark.slow
@@ -166,11 +179,36 @@ def test_a_folder_run_is_evaluated_on_its_held_out_split(tmp_path):
                          batch_size=4, grayscale=False, test_split=0.2)
     train_run(config, tmp_path / "run", Hooks())
     last = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"][-1]
-    report = ev.evaluate_model(tmp_path / "run" / "model.keras")
+    report = evaluate_model(tmp_path / "run" / "model.keras")
     assert report["num_images"] == 6  # 2 of each class's 10 held out
     assert abs(report["test_accuracy"] - last["test_accuracy"]) <= 1e-4
     assert abs(report["test_loss"] - last["test_loss"]) <= 1e-4
     assert "training_curves" in report["files"]
+
+
+def test_evaluating_on_other_data_keeps_the_models_own_report(tmp_path, capsys):
+    """Issue 25.6: `evaluate RUN --dataset folder:OTHER` used to overwrite RUN/report/."""
+    from tfcnn.core.config import TrainConfig
+    from tfcnn.training.loop import Hooks
+    from tfcnn.training.run import train_run
+
+    root = make_shapes(tmp_path / "shapes", per_class=10)
+    other = make_shapes(tmp_path / "more-shapes", per_class=4)
+    config = TrainConfig(dataset=f"folder:{root}", model="4C3-P2-D3", epochs=1, seed=3,
+                         batch_size=4, grayscale=False, test_split=0.2)
+    run = tmp_path / "run"
+    train_run(config, run, Hooks())
+    assert main(["evaluate", str(run), "--json"]) == 0
+    own = json.loads((run / "report" / "evaluation.json").read_text())
+    assert own["num_images"] == 6
+    assert main(["evaluate", str(run), "--dataset", f"folder:{other}", "--json"]) == 0
+    assert json.loads((run / "report" / "evaluation.json").read_text()) == own  # kept
+    elsewhere = json.loads((run / "report-folder-more-shapes" / "evaluation.json").read_text())
+    assert elsewhere["num_images"] == 12
+    # Naming the model's own folder writes its own report, as without --dataset.
+    assert main(["evaluate", str(run), "--dataset", f"folder:{root}", "--json"]) == 0
+    assert not (run / "report-folder-shapes").exists()
+    capsys.readouterr()
 
 
 # --- a real trained run ------------------------------------------------------------------
@@ -180,7 +218,7 @@ def test_evaluate_agrees_with_training_on_the_trained_run(trained_mnist_run, tmp
     metrics = json.loads((trained_mnist_run / "metrics.json").read_text())
     last = metrics["epochs"][-1]
     # No data_dir: it comes from the run's config.json.
-    report = ev.evaluate_model(trained_mnist_run / "model.keras", out_dir=tmp_path / "r")
+    report = evaluate_model(trained_mnist_run / "model.keras", out_dir=tmp_path / "r")
     assert abs(report["test_accuracy"] - metrics["test_accuracy"]) <= 1e-4
     assert abs(report["test_loss"] - last["test_loss"]) <= 1e-4
     cm = np.array(report["confusion_matrix"])
@@ -188,8 +226,9 @@ def test_evaluate_agrees_with_training_on_the_trained_run(trained_mnist_run, tmp
     assert [r["support"] for r in report["per_class"]] == MNIST_TEST_SUPPORT
     assert len(report["most_confused"]) == 5
     assert set(report["files"]) == {"confusion_matrix", "worst_images", "training_curves",
-                                    "json", "text"}
+                                    "reliability", "json", "text"}
     for name in ("confusion_matrix.png", "worst_images.png", "training_curves.png",
+                 "reliability.png",
                  "evaluation.json", "evaluation.txt"):
         assert (tmp_path / "r" / name).stat().st_size > 1000
     assert not (trained_mnist_run / "report").exists()
@@ -202,7 +241,9 @@ def test_cli_json_and_text(trained_mnist_run, tmp_path):
     done = run_tfcnn("evaluate", str(run), "--json")
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
-    assert list(printed) == ["test_accuracy", "test_loss", "per_class", "confusion_matrix"]
+    assert list(printed) == ["test_accuracy", "test_loss", "per_class", "confusion_matrix",
+                             "ece", "ece_uncalibrated", "temperature", "nll",
+                             "nll_uncalibrated", "brier", "brier_uncalibrated"]
     assert abs(printed["test_accuracy"] - json.loads(
         (run / "metrics.json").read_text())["test_accuracy"]) <= 1e-4
     assert (run / "report" / "training_curves.png").is_file()

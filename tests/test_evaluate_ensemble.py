@@ -19,7 +19,9 @@ from tfcnn.cli import main
 from tfcnn.evaluation import ensemble as ens
 from tfcnn.evaluation import report as ev
 
-FOUR_KEYS = ["test_accuracy", "test_loss", "per_class", "confusion_matrix"]
+FOUR_KEYS = ["test_accuracy", "test_loss", "per_class", "confusion_matrix", "ece",
+             "ece_uncalibrated", "temperature", "nll", "nll_uncalibrated", "brier",
+             "brier_uncalibrated"]
 
 
 @pytest.fixture(scope="module")

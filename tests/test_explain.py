@@ -15,9 +15,14 @@ import tensorflow as tf
 
 from tfcnn.core.errors import ConfigError, ModelSpecError
 from tfcnn.explain import Explanation, explain_images, feature_maps, first_layer_filters
-from tfcnn.explain.methods import gradcam, integrated_gradients, logits_of, occlusion
-from tfcnn.explain.run import attributions
+from tfcnn.explain.batch import attributions
+from tfcnn.explain.methods import gradcam, integrated_gradients, occlusion
 from tfcnn.models.network import build_model
+
+
+def logits_of(model, x):
+    """The Keras model's logits, called directly (the reference for the methods' maths)."""
+    return np.asarray(model(np.asarray(x, np.float32), training=False))
 
 DIGITS = tuple("0123456789")
 NOTATION = "8C3-P2-16C3-P2-D10"
@@ -47,7 +52,7 @@ def mnist_trained(shared_datasets_dir):
 
     data = load_dataset("mnist", str(shared_datasets_dir))
     x = data.x_train[:2000, ..., None].astype(np.float32) / 255
-    model = build_model(NOTATION, (28, 28, 1), DIGITS, seed=0, preprocessing="mnist")
+    model = build_model(NOTATION, (28, 28, 1), DIGITS, seed=0, prepare="mnist")
     model.compile(optimizer=keras.optimizers.Adam(0.005),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, data.y_train[:2000].astype(np.int32), batch_size=32, epochs=4, shuffle=False,

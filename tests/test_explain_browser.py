@@ -18,7 +18,7 @@ def server():
     from tfcnn.models.network import build_model
 
     model = build_model("8C3-P2-8C3-D10", (28, 28, 1), tuple("0123456789"), seed=0,
-                        preprocessing="mnist", dataset="mnist")
+                        prepare="mnist", dataset="mnist")
     with BackgroundServer(create_app(model, "digits")) as running:
         yield running
 
@@ -81,15 +81,12 @@ def test_heatmap_follows_the_drawing(page):
 
 
 def test_a_server_without_explain_turns_the_toggle_off():
-    import dataclasses
-
     from tfcnn.models.network import build_model
-    from tfcnn.serve.model import from_keras
 
     model = build_model("8C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0,
-                        preprocessing="mnist", dataset="mnist")
-    served = dataclasses.replace(from_keras(model, "digits"), keras_model=None)
-    with BackgroundServer(create_app(served, "digits")) as running, \
+                        prepare="mnist", dataset="mnist")
+    # An app without the /explain router, as a server with other routes would be.
+    with BackgroundServer(create_app(model, "digits", extra_routers=[])) as running, \
             sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 800, "height": 900}).new_page()

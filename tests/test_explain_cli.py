@@ -29,7 +29,7 @@ def parse(*argv: str) -> argparse.Namespace:
 @pytest.fixture(scope="module")
 def digit_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "digits.keras"
-    build_model("4C3-P2-8C3-D10", (28, 28, 1), DIGITS, seed=0, preprocessing="mnist",
+    build_model("4C3-P2-8C3-D10", (28, 28, 1), DIGITS, seed=0, prepare="mnist",
                 dataset="mnist").save(path)
     return path
 
@@ -214,7 +214,7 @@ def test_explain_route_is_in_the_openapi_schema(client):
 def test_explain_route_for_a_model_without_convolutions():
     from tfcnn.serve.app import create_app
 
-    model = build_model("D16-D10", (28, 28, 1), DIGITS, seed=0, preprocessing="mnist")
+    model = build_model("D16-D10", (28, 28, 1), DIGITS, seed=0, prepare="mnist")
     with TestClient(create_app(model, "dense")) as running:
         image = {"image": [[0.0] * 28] * 28}
         refused = running.post("/explain", json=image)

@@ -1,12 +1,15 @@
-"""Exports: each format, loaded by its own runtime in a fresh process, agrees with the Keras model.
+"""Exports: each format, loaded by its own runtime in a fresh process, agrees with the Keras model,
+and the SavedModel's raw-image signatures answer image files as `tfcnn predict` does.
 
 The slow tests export the trained run through the CLI once per format (module fixture), run
 each artefact on the 10,000 MNIST test images in a subprocess that imports no tfcnn, and
-compare with `probabilities()` of the source model. The fast tests use an untrained model.
+compare with the source model's softmax (`support.probabilities`, an independent
+reference). The fast tests use an untrained model.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from support import run_tfcnn
 from tfcnn.core.errors import ConfigError, ModelSpecError, RunDirError
@@ -26,6 +30,7 @@ CASES = [
     ("tflite", "none", "model.tflite", 0.999, 1e-4),
     ("tflite", "dynamic", "dynamic.tflite", 0.99, None),
     ("tflite", "float16", "float16.tflite", 0.99, None),
+    ("onnx", "none", "model.onnx", 0.999, 1e-4),
 ]
 
 # Each runtime alone: the probabilities must come from the artefact, not from tfcnn's code.
@@ -39,14 +44,20 @@ _LOADERS = {
                     "['probabilities'].numpy() for i in range(0, len(x), 1000)])\n"),
     "tflite": ("from ai_edge_litert.interpreter import Interpreter\n"
                "run = Interpreter(model_path=path).get_signature_runner('serving_default')\n"
-               "probs = run(images=x)['probabilities']\n"
+               "probs = run(images=pixels)['probabilities']\n"
                "assert 'tensorflow' not in sys.modules\n"),
+    "onnx": ("import onnxruntime\n"
+             "s = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])\n"
+             "probs = s.run(None, {s.get_inputs()[0].name: pixels})[0]\n"
+             "assert 'tensorflow' not in sys.modules\n"),
 }
 
 
 def _fresh_probabilities(fmt: str, path: Path, x_file: Path, out_file: Path) -> np.ndarray:
+    # The float formats take images in [0, 1]; TFLite and ONNX take the uint8 pixels.
     code = ("import sys\nimport numpy as np\n"
-            f"path, x = {str(path)!r}, np.load({str(x_file)!r})\n"
+            f"path, pixels = {str(path)!r}, np.load({str(x_file)!r})\n"
+            "x = pixels.astype(np.float32) / 255.0\n"
             + _LOADERS[fmt] +
             "assert not any(m.startswith('tfcnn') for m in sys.modules)\n"
             f"np.save({str(out_file)!r}, probs)\n")
@@ -64,19 +75,20 @@ def _disk_size(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def test_images(shared_datasets_dir, tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """The MNIST test images as the exports take them (float32, 0-1, NHWC), saved to .npy."""
+    """The MNIST test images (uint8 NHWC, saved to .npy) and as float32 in [0, 1]."""
     from tfcnn.data.locate import load_dataset
 
     data = load_dataset("mnist", shared_datasets_dir, download=False, progress=False)
-    x = (data.x_test.astype(np.float32) / 255.0)[..., np.newaxis]
+    pixels = data.x_test[..., np.newaxis]
     path = tmp_path_factory.mktemp("export-data") / "x_test.npy"
-    np.save(path, x)
-    return path, x
+    np.save(path, pixels)
+    return path, pixels.astype(np.float32) / 255.0
 
 
 @pytest.fixture(scope="module")
 def reference(trained_mnist_run, test_images) -> np.ndarray:
-    from tfcnn.models.network import load_model, probabilities
+    from support import probabilities
+    from tfcnn.models.network import load_model
 
     model = load_model(trained_mnist_run / "model.keras")
     return np.concatenate([np.asarray(probabilities(model, test_images[1][i:i + 1000]))
@@ -135,7 +147,8 @@ def test_cli_reports_the_size_on_disk_and_writes_class_names(exports):
 def test_bad_export_options_are_one_line_with_exit_status_2(trained_mnist_run, tmp_path):
     cases = [
         (["export", str(trained_mnist_run), "--format", "keras", "--quantize", "dynamic",
-          "--out", str(tmp_path / "m.keras")], "--quantize dynamic: only applies to --format"),
+          "--out", str(tmp_path / "m.keras")],
+         "quantize 'dynamic': only applies to the tflite format"),
         (["export", str(tmp_path / "nope"), "--format", "tflite", "--out",
           str(tmp_path / "m.tflite")], "no such run directory or model file"),
     ]
@@ -160,32 +173,100 @@ def small_model_file(tmp_path_factory) -> Path:
 
 
 def test_export_and_verify_round_trip_in_process(small_model_file, tmp_path):
-    from tfcnn.export import export_model, verify_export
-    from tfcnn.models.network import load_model, probabilities
+    from support import probabilities
+    from tfcnn.export import export_model
+    from tfcnn.export.verify import verify_export
+    from tfcnn.models.network import load_model
 
-    x = np.random.default_rng(0).random((37, 28, 28, 1), dtype=np.float32)
+    pixels = np.random.default_rng(0).integers(0, 256, (37, 28, 28, 1), np.uint8)
+    x = pixels.astype(np.float32) / 255.0
     expected = np.asarray(probabilities(load_model(small_model_file), x))
-    for fmt, name in (("keras", "m.keras"), ("saved_model", "sm"), ("tflite", "m.tflite")):
+    for fmt, name in (("keras", "m.keras"), ("saved_model", "sm"), ("tflite", "m.tflite"),
+                      ("onnx", "m.onnx")):
         result = export_model(small_model_file, fmt, "none", tmp_path / name)
         assert result["bytes"] == _disk_size(tmp_path / name)
         assert set(result["files"]) >= {result["path"]}
-        np.testing.assert_allclose(verify_export(tmp_path / name, fmt, x), expected, atol=1e-5)
+        np.testing.assert_allclose(verify_export(tmp_path / name, fmt, pixels), expected,
+                                   atol=1e-5)
+    # The sidecar says what a client must send.
+    meta = json.loads((tmp_path / "m.tflite.json").read_text())
+    assert meta["image_shape"] == [28, 28, 1] and meta["input"] == "uint8"
+    assert meta["class_names"] == list("0123456789") and meta["temperature"] == 1.0
     # Exporting again is refused without force (nothing is touched), then replaces the
     # earlier export (a SavedModel folder too) with it, leaving no temp files.
     before = (tmp_path / "m.tflite").read_bytes()
-    with pytest.raises(ConfigError, match="m.tflite: already exists .*--force"):
+    with pytest.raises(ConfigError, match="m.tflite: already exists .*force"):
         export_model(small_model_file, "tflite", "dynamic", tmp_path / "m.tflite")
     assert (tmp_path / "m.tflite").read_bytes() == before
     export_model(small_model_file, "saved_model", "none", tmp_path / "sm", force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "m.keras", "m.keras.labels.txt", "m.tflite", "m.tflite.labels.txt", "sm"]
+        "m.keras", "m.keras.json", "m.keras.labels.txt", "m.onnx", "m.onnx.json",
+        "m.onnx.labels.txt", "m.tflite", "m.tflite.json", "m.tflite.labels.txt", "sm"]
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files as users have them: PNG, JPEG, GIF, BMP; grey, RGB, RGBA, palette; at the
+    model's size and not."""
+    rng = np.random.default_rng(3)
+    folder.mkdir()
+    files = []
+    for i, (mode, size, suffix) in enumerate([
+            ("L", (28, 28), "png"), ("RGB", (28, 28), "png"), ("RGBA", (28, 28), "png"),
+            ("L", (56, 84), "png"), ("RGB", (40, 30), "jpg"), ("P", (28, 28), "gif"),
+            ("RGB", (28, 28), "bmp"), ("L", (300, 200), "png"),
+            ("RGB", (120, 90), "jpg"), ("L", (500, 260), "jpg")]):  # decoded at 1/2, 1/8
+        blob = rng.integers(0, 256, (size[1] // 4 + 1, size[0] // 4 + 1, 3), np.uint8)
+        image = Image.fromarray(blob).resize(size, Image.Resampling.BILINEAR).convert(mode)
+        path = folder / f"{i}-{mode}.{suffix}"
+        image.save(path)
+        files.append(path)
+    return files
+
+
+def test_saved_model_raw_image_signatures_answer_files_as_predict_does(small_model_file,
+                                                                       tmp_path):
+    from tfcnn.api.classifier import load
+    from tfcnn.export import export_model
+    from tfcnn.export.verify import file_probabilities
+
+    files = _image_files(tmp_path / "images")
+    export_model(small_model_file, "saved_model", "none", tmp_path / "sm")
+    clf = load(small_model_file)
+    predicted = clf.predict_files(files, top_k=10)
+    expected = np.array([[{t["label"]: t["probability"] for t in r["top_k"]}[name]
+                          for name in clf.class_names] for r in predicted])
+    for signature in ("serving_bytes", "serving_uint8"):
+        probs, labels = file_probabilities(tmp_path / "sm", signature, files)
+        assert labels == [clf.class_names[i] for i in probs.argmax(axis=1)]
+        assert list(probs.argmax(axis=1)) == [r["index"] for r in predicted], signature
+        # Files at the model's size decode to the very pixels predict feeds (alpha and
+        # colour in Pillow's integer maths); resized ones differ by Pillow's and
+        # TensorFlow's rounding (under 1 of 255 levels).
+        np.testing.assert_allclose(probs[:3], expected[:3], atol=2e-6)
+        np.testing.assert_allclose(probs, expected, atol=2e-3)
+
+
+def test_signatures_decode_any_format_and_refuse_what_is_not_an_image(small_model_file,
+                                                                       tmp_path):
+    import tensorflow as tf
+
+    from tfcnn.export import export_model
+
+    export_model(small_model_file, "saved_model", "none", tmp_path / "sm")
+    signatures = tf.saved_model.load(str(tmp_path / "sm")).signatures
+    assert set(signatures) == {"serving_default", "serving_bytes", "serving_uint8",
+                               "class_names"}
+    batch = signatures["serving_uint8"](images=tf.zeros((3, 50, 20, 4), tf.uint8))
+    assert batch["probabilities"].shape == (3, 10) and batch["labels"].shape == (3,)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        signatures["serving_bytes"](image_bytes=tf.constant([b"not an image"]))
 
 
 @pytest.mark.parametrize(("fmt", "quantize", "out", "expected"), [
-    ("keras", "float16", "m.keras", "only applies to --format tflite"),
-    ("saved_model", "dynamic", "sm", "only applies to --format tflite"),
+    ("keras", "float16", "m.keras", "only applies to the tflite format"),
+    ("saved_model", "dynamic", "sm", "only applies to the tflite format"),
     ("keras", "none", "m.h5", "must be named *.keras"),
-    ("onnx", "none", "m.onnx", "--format onnx: expected one of"),
+    ("coreml", "none", "m.mlmodel", "format 'coreml': expected one of"),
     ("saved_model", "none", "folder", "not a SavedModel folder; refusing"),
     ("tflite", "none", "folder", "is a folder"),
     ("tflite", "none", "afile/m.tflite", "cannot write"),
@@ -211,8 +292,9 @@ def test_a_failed_export_leaves_nothing_behind(small_model_file, tmp_path, monke
         raise RuntimeError("converter failed")
 
     monkeypatch.setattr(export, "tflite_bytes", broken)
-    monkeypatch.setattr(export, "_write_saved_model", broken)
-    for fmt, name in (("tflite", "m.tflite"), ("saved_model", "sm")):
+    monkeypatch.setattr(export, "write_saved_model", broken)
+    monkeypatch.setattr(export, "onnx_file", broken)
+    for fmt, name in (("tflite", "m.tflite"), ("saved_model", "sm"), ("onnx", "m.onnx")):
         with pytest.raises(RuntimeError):
             export.export_model(small_model_file, fmt, "none", tmp_path / name)
     assert list(tmp_path.iterdir()) == []
@@ -226,7 +308,7 @@ def test_a_model_not_saved_by_tfcnn_is_refused(small_model_file, tmp_path):
     with pytest.raises(ModelSpecError, match="plain.keras: not a tfcnn model"):
         export_model(tmp_path / "plain.keras", "tflite", "none", tmp_path / "m.tflite")
     (tmp_path / "junk.keras").write_text("not a zip")
-    with pytest.raises(RunDirError, match="junk.keras: cannot be loaded as a tfcnn model"):
+    with pytest.raises(RunDirError, match="junk.keras: not a Keras model file"):
         export_model(tmp_path / "junk.keras", "tflite", "none", tmp_path / "m.tflite")
 
 
@@ -245,15 +327,19 @@ def _mirror_model_file(folder: Path, notation: str) -> Path:
 
 
 def test_a_mirror_network_exports_to_every_format_and_the_keras_file_needs_no_tfcnn(tmp_path):
-    from tfcnn.export import export_model, verify_export
-    from tfcnn.models.network import load_model, probabilities
+    from support import probabilities
+    from tfcnn.export import export_model
+    from tfcnn.export.verify import verify_export
+    from tfcnn.models.network import load_model
 
     source = _mirror_model_file(tmp_path, "8M3-BN-8M3-P2-BN-DO20-D10")
-    x = np.random.default_rng(5).random((9, 28, 28, 1), dtype=np.float32)
-    expected = np.asarray(probabilities(load_model(source), x))
-    for fmt, name in (("keras", "m.keras"), ("saved_model", "sm"), ("tflite", "m.tflite")):
+    pixels = np.random.default_rng(5).integers(0, 256, (9, 28, 28, 1), np.uint8)
+    expected = np.asarray(probabilities(load_model(source), pixels.astype(np.float32) / 255))
+    for fmt, name in (("keras", "m.keras"), ("saved_model", "sm"), ("tflite", "m.tflite"),
+                      ("onnx", "m.onnx")):
         export_model(source, fmt, "none", tmp_path / name)
-        np.testing.assert_allclose(verify_export(tmp_path / name, fmt, x), expected, atol=1e-5)
+        np.testing.assert_allclose(verify_export(tmp_path / name, fmt, pixels), expected,
+                                   atol=1e-5)
     script = ("import sys, keras\n"
               "m = keras.saving.load_model(sys.argv[1])\n"
               "print(sorted({type(layer).__module__.split('.')[0] for layer in m.layers}))\n")
@@ -266,7 +352,7 @@ def test_a_mirror_part_ending_in_a_convolution_has_no_keras_export(tmp_path):
     from tfcnn.export import export_model
 
     source = _mirror_model_file(tmp_path, "8M3-BN-8C3-D10")
-    with pytest.raises(ConfigError, match="--format keras: .*export saved_model or tflite"):
+    with pytest.raises(ConfigError, match="format keras: .*export saved_model or tflite"):
         export_model(source, "keras", "none", tmp_path / "m.keras")
     assert not (tmp_path / "m.keras").exists()
     export_model(source, "tflite", "none", tmp_path / "m.tflite")

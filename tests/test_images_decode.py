@@ -98,7 +98,7 @@ def test_a_soft_bomb_png_is_refused_before_decoding(tmp_path):
     assert str(caught.value) == (f"{path}: image too large to decode (9400×9400, 338 MB; "
                                  f"the limit is {MAX_DECODE_BYTES >> 20} MB)")
     with pytest.raises(ImageTooLarge):
-        model_input(path, "scale", (28, 28, 1))
+        model_input(path, None, (28, 28, 1))
     with pytest.raises(ImageTooLarge):
         model_input(path, "mnist", (28, 28, 1))
 
@@ -157,9 +157,9 @@ from tfcnn.images.decode import ImageError
 from tfcnn.images.prepare import model_input
 np.zeros(1)
 bomb, small, root = sys.argv[1:4]
-model_input(small, "scale", (28, 28, 1))
+model_input(small, None, (28, 28, 1))
 before = peak_mb()
-for preprocessing in ("scale", "mnist"):
+for preprocessing in (None, "mnist"):
     try:
         model_input(bomb, preprocessing, (28, 28, 1))
         raise SystemExit("the bomb was decoded")
@@ -198,7 +198,7 @@ def peak_mb():
             return int(line.split()[1]) / 1024
 from tfcnn.images.prepare import model_input
 before = peak_mb()
-assert model_input(sys.argv[1], "scale", (28, 28, 3)).shape == (28, 28, 3)
+assert model_input(sys.argv[1], None, (28, 28, 3)).shape == (28, 28, 3)
 print(peak_mb() - before)
 """
 

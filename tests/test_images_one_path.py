@@ -56,6 +56,13 @@ def write_fixtures(root: Path) -> dict[str, Path]:
     return files
 
 
+def preprocessor(shape):
+    from tfcnn.images.preprocessor import Preprocessor
+
+    return Preprocessor(shape)
+
+
+
 @pytest.mark.parametrize(("size", "channels"), [((28, 28), 1), ((32, 32), 3), ((19, 33), 3),
                                                 ((40, 24), 1)])
 def test_training_pixels_are_what_prediction_feeds(tmp_path, size, channels):
@@ -69,21 +76,25 @@ def test_training_pixels_are_what_prediction_feeds(tmp_path, size, channels):
     for stored, label in zip(ds.x_train, ds.y_train, strict=True):
         path = files[ds.class_names[label]]
         trained = stored.reshape(shape)
-        fed = model_input(path, "scale", shape)  # predict and the API, for a file
-        upload = model_input(io.BytesIO(path.read_bytes()), "scale", shape, name="x")  # serve
+        fed = model_input(path, None, shape)  # predict and the API, for a file
+        upload = model_input(io.BytesIO(path.read_bytes()), None, shape, name="x")  # serve
         assert fed.dtype == np.float32 and fed.shape == shape
         np.testing.assert_array_equal(fed, trained.astype(np.float32) / np.float32(255))
         np.testing.assert_array_equal(upload, fed)
         # `tfcnn predict` and `Classifier.predict` prepare their inputs with model_inputs.
-        batch, _ = model_inputs([str(path), path], "scale", shape)
+        batch, _ = model_inputs([str(path), path], None, shape)
         np.testing.assert_array_equal(batch, np.stack([fed, fed]))
+        # The model's own preprocessing (in model.keras) scales training's pixels to the
+        # same input, in numpy and in its graph.
+        np.testing.assert_array_equal(preprocessor(shape).to_input(trained[None])[0], fed)
+        np.testing.assert_array_equal(preprocessor(shape)(trained[None]).numpy()[0], fed)
         np.testing.assert_array_equal(decode_for_model(path, *shape), trained)
         # Digit models' --no-preprocess gives the same pixels too.
         np.testing.assert_array_equal(model_input(path, "mnist", shape, preprocess=False), fed)
         # Training's own array, handed to prediction as uint8 or as float 0-1, comes back
         # unchanged (the API's numpy inputs).
         for array in (trained, trained / 255.0):
-            np.testing.assert_array_equal(prepare(image_from_array(array), "scale", shape), fed)
+            np.testing.assert_array_equal(prepare(image_from_array(array), None, shape), fed)
 
 
 def test_the_jpeg_is_decoded_reduced_in_both_paths(tmp_path):
@@ -111,12 +122,13 @@ def test_resize_only_is_to_pixels_over_255():
 @pytest.mark.parametrize(("size", "channels"), [((32, 32), 3), ((28, 28), 1)])
 def test_the_servers_upload_feeds_the_training_pixels(tmp_path, size, channels):
     # The server's own upload handler (POST /predict, the page), not only the decoder.
+    from tfcnn.models.network import build_model
+    from tfcnn.models.trained import TrainedModel
     from tfcnn.serve.model import ServedModel
 
     files = write_fixtures(tmp_path / "folder")
     shape = (*size, channels)
-    served = ServedModel(name="m", class_names=("a", "b"), image_shape=shape,
-                         preprocessing="scale", dataset="", predict=lambda batch: batch)
+    served = ServedModel(TrainedModel(build_model("D2", shape, ("a", "b"), seed=0)), "m")
     ds = load_image_folder(tmp_path / "folder", image_size=size, grayscale=channels == 1,
                            test_split=0).dataset
     for stored, label in zip(ds.x_train, ds.y_train, strict=True):

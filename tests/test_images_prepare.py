@@ -28,10 +28,10 @@ def test_image_from_array_shapes(shape, mode):
 
 
 @pytest.mark.parametrize(("array", "expected"), [
-    (np.zeros(5, np.uint8), "expected an image array of shape H×W, H×W×1, H×W×3 or H×W×4, "
-                            "got 5"),
+    (np.zeros(5, np.uint8), "expected an image array of shape H×W, H×W×1, H×W×2 (grey and "
+                            "alpha), H×W×3 or H×W×4, got 5"),
     (np.zeros((2, 5, 5, 3), np.uint8), "got 2×5×5×3"),
-    (np.zeros((5, 5, 2), np.uint8), "got 5×5×2"),
+    (np.zeros((5, 5, 5), np.uint8), "got 5×5×5"),
     (np.uint8(3), "got a scalar"),
     (np.zeros((0, 5), np.uint8), "empty image array (shape 0×5)"),
     (np.full((4, 4), 255, np.int64), "expected uint8 pixels (0-255) or floats (0-1), got dtype "
@@ -56,9 +56,9 @@ def test_model_input_follows_the_models_preprocessing(tmp_path):
     image = load_image(path)
     np.testing.assert_array_equal(model_input(path, "mnist", (28, 28, 1)),
                                   prepare(image, "mnist", (28, 28, 1)))
-    np.testing.assert_array_equal(model_input(path, "scale", (28, 28, 1)),
-                                  prepare(image, "scale", (28, 28, 1)))  # a PNG: no reduction
-    with pytest.raises(ValueError, match="preprocessing"):
+    np.testing.assert_array_equal(model_input(path, None, (28, 28, 1)),
+                                  prepare(image, None, (28, 28, 1)))  # a PNG: no reduction
+    with pytest.raises(ValueError, match="prepare"):
         model_input(path, "zca", (28, 28, 1))
 
 
@@ -66,9 +66,9 @@ def test_model_input_errors_name_the_file(tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("hello")
     with pytest.raises(ImageError, match=rf"^{bad}: not a PNG, JPEG, BMP, GIF or WebP image$"):
-        model_input(bad, "scale", (28, 28, 1))
+        model_input(bad, None, (28, 28, 1))
     with pytest.raises(ImageError, match=r"^upload\.png: not a PNG"):
-        model_input(io.BytesIO(b"hello"), "scale", (28, 28, 1), name="upload.png")
+        model_input(io.BytesIO(b"hello"), None, (28, 28, 1), name="upload.png")
     with pytest.raises(ValueError, match="channels"):
         decode_for_model(io.BytesIO(_png()), 8, 8, 2)
 

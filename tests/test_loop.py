@@ -66,7 +66,7 @@ def test_train_metrics_are_reset_every_epoch(tmp_path, monkeypatch):
         hooks.epoch_end = lambda _record: counts.append(float(steps.train_metrics[0].count))
         return steps
 
-    monkeypatch.setattr("tfcnn.training.run.make_steps", spy)
+    monkeypatch.setattr("tfcnn.training.start.make_steps", spy)
     train_tiny(tmp_path, hooks=hooks, epochs=2)
     assert counts == [256.0, 256.0]
 
@@ -118,7 +118,7 @@ def test_several_steps_per_call_give_the_same_weights_as_one(tmp_path):
 
 
 def test_onecycle_schedule_warms_up_then_decays_to_zero():
-    from tfcnn.training.run import learning_rate
+    from tfcnn.training.recipe import learning_rate
 
     schedule = learning_rate(TrainConfig(lr=0.01, schedule="onecycle", warmup=0.25, epochs=2), 50)
     rates = [float(schedule(step)) for step in (0, 12, 25, 60, 100)]
@@ -130,7 +130,7 @@ def test_onecycle_schedule_warms_up_then_decays_to_zero():
 
 
 def test_cosine_schedule_starts_at_lr_and_decays_to_zero():
-    from tfcnn.training.run import learning_rate
+    from tfcnn.training.recipe import learning_rate
 
     schedule = learning_rate(TrainConfig(lr=0.01, schedule="cosine", epochs=2), 50)
     rates = [float(schedule(step)) for step in (0, 50, 100)]
@@ -179,8 +179,9 @@ def test_augmented_training_is_repeatable_and_differs_from_plain(tmp_path):
 
 
 def test_validation_split_keeps_the_best_epoch_and_tests_once(tmp_path):
+    from support import probabilities
     from tfcnn.data.source import with_validation_split
-    from tfcnn.models.network import load_model, probabilities
+    from tfcnn.models.network import load_model
 
     data = with_validation_split(tiny_digits(n_train=400, n_test=100), 0.25, seed=1)
     config = TrainConfig(model=SMALL, epochs=4, batch_size=16, seed=1, lr=0.05, val_split=0.25)
@@ -217,3 +218,20 @@ def test_a_preset_that_tests_at_the_end_skips_the_other_test_passes(tmp_path):
     assert any("testing after the last epoch only" in n for n in notes)
     plain = train_tiny(tmp_path, name="plain", epochs=2)
     assert all(r["test_accuracy"] is not None for r in plain.epochs)
+
+
+def test_a_stop_requested_after_an_epoch_ends_the_run_there_and_resume_continues(tmp_path):
+    calls = []
+    hooks = Hooks(train_begin=lambda model, steps: calls.append(("begin", steps)),
+                  epoch_begin=lambda epoch: calls.append(("epoch", epoch)),
+                  stop_requested=lambda: len(calls) >= 3)
+    stopped = train_tiny(tmp_path, hooks=hooks, epochs=3)
+    assert calls == [("begin", 16), ("epoch", 1), ("epoch", 2)]
+    assert [r["epoch"] for r in stopped.epochs] == [1, 2]
+    assert stopped.test_accuracy == stopped.epochs[-1]["test_accuracy"]
+    config = TrainConfig(model=SMALL, epochs=3, batch_size=16, seed=1, lr=0.01)
+    resumed = train_run(config, tmp_path / "run", Hooks(), resume=True, dataset=tiny_digits())
+    straight = train_tiny(tmp_path, "straight", epochs=3)
+    assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3]
+    assert same_weights(load_weights(resumed.run_dir / "model.keras"),
+                        load_weights(straight.run_dir / "model.keras"))

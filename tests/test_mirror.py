@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from support import probabilities
 from tfcnn.models import mirror as mi
-from tfcnn.models.network import build_model, load_model, probabilities
+from tfcnn.models.network import build_model, load_model
 
 CLASSES = tuple("abcd")
 

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from tfcnn.models.network import NotationModel, build_model, load_model, probabilities
+from support import probabilities
+from tfcnn.models.network import NotationModel, build_model, load_model
 from tfcnn.spec import notation as nt
 
 DIGITS = tuple("0123456789")
@@ -47,8 +48,7 @@ def test_same_seed_same_initial_weights_other_seed_other_weights():
 
 
 def test_saved_model_reloads_in_a_fresh_process_with_same_outputs(tmp_path):
-    model = build_model("8C3-P2-BN-DO10-D16-D4", (28, 28, 1), ("a", "b", "c", "d"), 3,
-                        preprocessing="scale")
+    model = build_model("8C3-P2-BN-DO10-D16-D4", (28, 28, 1), ("a", "b", "c", "d"), 3)
     x = np.random.default_rng(2).random((5, 28, 28, 1), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.asarray(model(x)))

@@ -49,7 +49,7 @@ def test_resolve_model_accepts_presets_and_notation():
 
 
 def test_resolve_model_rejects_unknown_preset_with_the_known_names():
-    with pytest.raises(ModelSpecError, match="unknown preset.*tutorial"):
+    with pytest.raises(ModelSpecError, match="unknown network name.*tutorial"):
         nt.resolve_model("resnet")
 
 

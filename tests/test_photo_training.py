@@ -166,18 +166,21 @@ def test_fine_tune_layers_unfreezes_only_the_last_layers(shapes, backbone_file, 
 
 @pytest.mark.slow
 def test_a_trained_backbone_model_exports_and_agrees(shapes, backbone_file, tmp_path):
-    from tfcnn.export import export_model, verify_export
-    from tfcnn.models.network import load_model, probabilities
+    from support import probabilities
+    from tfcnn.export import export_model
+    from tfcnn.export.verify import verify_export
+    from tfcnn.models.network import load_model
 
     path, _ = backbone_file
     result = train_photos(shapes, tmp_path / "run", epochs=1, model=BACKBONE, weights=str(path),
                           freeze_epochs=1)
     model_file = result.run_dir / "model.keras"
-    x = np.random.default_rng(0).random((5, 32, 32, 3), dtype=np.float32)
-    expected = np.asarray(probabilities(load_model(model_file), x))
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), np.uint8)
+    expected = np.asarray(probabilities(load_model(model_file), pixels / np.float32(255)))
     for fmt, name in (("keras", "m.keras"), ("saved_model", "sm")):
         export_model(model_file, fmt, "none", tmp_path / name)
-        np.testing.assert_allclose(verify_export(tmp_path / name, fmt, x), expected, atol=1e-5)
+        np.testing.assert_allclose(verify_export(tmp_path / name, fmt, pixels), expected,
+                                   atol=1e-5)
 
 
 def test_report_has_top5_accuracy_from_ten_classes():
@@ -245,19 +248,21 @@ def test_photo_preset_is_a_colour_gap_network_with_photo_augmentation():
 
 @pytest.mark.slow  # three exports, a TFLite conversion among them: ~15 s
 def test_a_residual_photo_network_exports_to_every_format_and_agrees(shapes, tmp_path):
-    from tfcnn.export import FORMATS, export_model, verify_export
-    from tfcnn.models.network import load_model, probabilities
+    from support import probabilities
+    from tfcnn.export import FORMATS, export_model
+    from tfcnn.export.verify import verify_export
+    from tfcnn.models.network import load_model
 
     result = train_photos(shapes, tmp_path / "run", epochs=1, precision="mixed_bfloat16",
                           **PHOTO)
     model_file = result.run_dir / "model.keras"
-    x = np.random.default_rng(0).random((6, 32, 32, 3), dtype=np.float32)
-    expected = np.asarray(probabilities(load_model(model_file), x))
-    names = {"keras": "m.keras", "saved_model": "sm", "tflite": "m.tflite"}
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), np.uint8)
+    expected = np.asarray(probabilities(load_model(model_file), pixels / np.float32(255)))
+    names = {"keras": "m.keras", "saved_model": "sm", "tflite": "m.tflite", "onnx": "m.onnx"}
     for fmt in FORMATS:
         out = tmp_path / names[fmt]
         export_model(model_file, fmt, "none", out)
-        np.testing.assert_allclose(verify_export(out, fmt, x), expected, atol=1e-4)
+        np.testing.assert_allclose(verify_export(out, fmt, pixels), expected, atol=1e-4)
     export_model(model_file, "tflite", "float16", tmp_path / "half.tflite")
-    half = verify_export(tmp_path / "half.tflite", "tflite", x)
+    half = verify_export(tmp_path / "half.tflite", "tflite", pixels)
     assert (half.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 5 / 6

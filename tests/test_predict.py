@@ -19,16 +19,16 @@ from PIL import Image
 
 from support import digit_set, draw_digit, run_tfcnn
 from tfcnn.core.errors import ConfigError
+from tfcnn.predict import answers as predict_run
 from tfcnn.predict import expand_inputs, format_csv, format_table
 from tfcnn.predict import predict_files as predict_loaded
-from tfcnn.predict import run as predict_run
 
 
 def predict_files(model_file, paths, **options):
     """predict_files on the model in `model_file`, loaded by the one loader."""
-    from tfcnn.models.loader import load_checked_model
+    from tfcnn.models.trained import TrainedModel
 
-    return predict_loaded(load_checked_model(model_file), paths, **options)
+    return predict_loaded(TrainedModel.load(model_file), paths, **options)
 
 NAMES = tuple("abcdefghij")
 
@@ -115,7 +115,7 @@ def small_model(tmp_path_factory) -> Path:
     from tfcnn.models.network import build_model
 
     path = tmp_path_factory.mktemp("model") / "small.keras"
-    build_model("4C3-P2-D10", (28, 28, 1), NAMES, seed=0, preprocessing="mnist").save(path)
+    build_model("4C3-P2-D10", (28, 28, 1), NAMES, seed=0, prepare="mnist").save(path)
     return path
 
 
@@ -141,7 +141,7 @@ def test_predict_files_keeps_order_across_batches_and_reports_bad_files(tmp_path
     predicted = [r for r in results if "error" not in r]
     assert len(predicted) == 7
     for r in predicted:
-        assert set(r) == {"file", "label", "index", "probability", "top_k"}
+        assert set(r) == {"file", "label", "index", "probability", "unknown", "top_k"}
         assert r["label"] == NAMES[r["index"]] == r["top_k"][0]["label"]
         assert r["probability"] == r["top_k"][0]["probability"]
         probs = [t["probability"] for t in r["top_k"]]
@@ -162,8 +162,7 @@ def test_scale_models_get_their_own_input_size_and_channels(tmp_path):
     from tfcnn.models.network import build_model
 
     path = tmp_path / "colour.keras"
-    build_model("4C3-P2-D3", (20, 24, 3), ("cat", "dog", "fox"), seed=0,
-                preprocessing="scale").save(path)
+    build_model("4C3-P2-D3", (20, 24, 3), ("cat", "dog", "fox"), seed=0).save(path)
     images = [tmp_path / "rgba.png", tmp_path / "grey.jpg"]
     Image.new("RGBA", (50, 30), (200, 10, 10, 128)).save(images[0])
     Image.new("L", (300, 500), 90).save(images[1])
@@ -175,7 +174,7 @@ def test_scale_models_get_their_own_input_size_and_channels(tmp_path):
 
 
 def _shift(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    # Zero padding, then the shifted window: independent of tfcnn.evaluation.tta's slicing.
+    # Zero padding, then the shifted window: independent of tfcnn.models.tta's slicing.
     h, w = batch.shape[1:3]
     padded = np.pad(batch, ((0, 0), (1, 1), (1, 1), (0, 0)))
     return padded[:, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
@@ -183,10 +182,11 @@ def _shift(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def test_tta_averages_the_prepared_image_and_its_one_pixel_shifts(tmp_path, small_model,
                                                                   capsys):
+    from support import probabilities
     from tfcnn.cli import main
     from tfcnn.images.decode import load_image
     from tfcnn.images.prepare import prepare
-    from tfcnn.models.network import load_model, probabilities
+    from tfcnn.models.network import load_model
 
     paths = _write_images(tmp_path, ["a.png", "b.jpg", "c.png"])
     model = load_model(small_model)

@@ -187,10 +187,10 @@ def test_prepare_follows_the_models_preprocessing():
     np.testing.assert_array_equal(mnist[..., 0], mnist_style(page))
     np.testing.assert_array_equal(prepare(page, "mnist", (28, 28, 1), preprocess=False),
                                   resize_only(page, 28, 28, 1))
-    np.testing.assert_array_equal(prepare(page, "scale", (32, 32, 3)),
+    np.testing.assert_array_equal(prepare(page, None, (32, 32, 3)),
                                   resize_only(page, 32, 32, 3))
     assert prepare(page, "mnist", (28, 28, 3)).shape == (28, 28, 3)
-    with pytest.raises(ValueError, match="preprocessing"):
+    with pytest.raises(ValueError, match="prepare"):
         prepare(page, "zca", (28, 28, 1))
 
 

@@ -25,7 +25,7 @@ def test_given_settings_override_the_preset():
 
 
 def test_unknown_preset_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="--preset 'turbo': unknown.*tutorial"):
+    with pytest.raises(ConfigError, match="^preset 'turbo': unknown.*tutorial"):
         config_from_preset("turbo", {})
 
 

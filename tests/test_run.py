@@ -72,6 +72,18 @@ def test_output_lists_the_tutorials_figures_each_epoch(baseline, shared_datasets
     assert any(ln.startswith("Done:") and "total" in ln for ln in lines)
 
 
+def test_resuming_a_finished_run_says_so_in_one_line(baseline):
+    # Before: it printed the header, "Resuming from ...", then "Done" with nothing trained.
+    before = (baseline / "config.json").read_bytes()
+    done = run_tfcnn("train", "--resume", str(baseline), "--epochs", "2")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"tfcnn: error: {baseline}: already trained 3 epochs, more than the 2 asked for; "
+        "pass --epochs N (more than 3) to train further")
+    assert "Traceback" not in done.stderr and "Resuming" not in done.stdout
+    assert (baseline / "config.json").read_bytes() == before
+
+
 def test_sigkill_then_resume_matches_an_uninterrupted_run(baseline, shared_datasets_dir,
                                                           tmp_path):
     out = tmp_path / "killed"
@@ -149,7 +161,8 @@ def test_a_mirror_network_trains_in_bfloat16_and_stays_mirror_invariant(shared_d
                                                                         tmp_path):
     import numpy as np
 
-    from tfcnn.models.network import load_model, probabilities
+    from support import probabilities
+    from tfcnn.models.network import load_model
 
     out = tmp_path / "mirror"
     done = run_tfcnn("train", "--dataset", "fashion_mnist", "--data-dir", str(shared_datasets_dir),

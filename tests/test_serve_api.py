@@ -31,9 +31,7 @@ LIMIT = 2**20  # a 1 MiB body limit, so the 413 tests send little
 
 @pytest.fixture(scope="module")
 def server(served):
-    # A long batch window, so that the batching test sees batches even on a busy machine.
-    with BackgroundServer(create_app(served, NAME, max_body_bytes=LIMIT,
-                                     batch_window_ms=20)) as running:
+    with BackgroundServer(create_app(served, NAME, max_body_bytes=LIMIT)) as running:
         yield running
 
 
@@ -90,7 +88,8 @@ def test_predict_answers_the_models_probabilities(client, served, form):
     answer = client.post(path, content=json.dumps(body), headers=headers)
     assert answer.status_code == 200, answer.text
     key = "outputs" if "inputs" in body else "predictions"
-    assert list(answer.json()) == [key]
+    assert list(answer.json()) == [key, "unknown"]
+    assert answer.json()["unknown"] == [False] * 3  # this model has no "unknown" rule
     probs = np.array(answer.json()[key])
     assert probs.shape == (3, 10)
     np.testing.assert_allclose(probs, expected(served, batch), atol=1e-6)
@@ -100,7 +99,7 @@ def test_predict_answers_the_models_probabilities(client, served, form):
 def keras_probabilities(served: ServedModel, batch: np.ndarray) -> np.ndarray:
     import keras
 
-    logits = served.keras_model(batch, training=False)
+    logits = served.model.network(batch, training=False)
     return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
 
 
@@ -118,9 +117,10 @@ def test_answers_equal_the_keras_models_within_1e_5(client, served):
 
 
 def test_the_graph_runtime_answers_as_keras(served):
-    from tfcnn.serve.model import from_keras
+    from tfcnn.models.trained import TrainedModel
+    from tfcnn.serve.model import serve_model
 
-    graph = from_keras(served.keras_model, "graph", runtime="graph")
+    graph = serve_model(TrainedModel(served.model.network), "graph", runtime="graph")
     assert graph.runtime == "graph"
     batch = images(5, seed=4)
     np.testing.assert_allclose(graph.predict(batch), keras_probabilities(served, batch),
@@ -138,14 +138,14 @@ def test_extra_routers_are_given_the_served_model(served):
 
         @router.get("/extra")
         async def route() -> dict:
-            return {"name": model.name, "has_keras": model.keras_model is not None}
+            return {"name": model.name, "classes": len(model.class_names)}
 
         return router
 
     with BackgroundServer(create_app(served, NAME, extra_routers=[extra])) as running:
         answer = httpx.get(f"{running.url}/extra")
     assert seen == [served]
-    assert answer.json() == {"name": NAME, "has_keras": True}
+    assert answer.json() == {"name": NAME, "classes": 10}
 
 
 BAD_BODIES = {
@@ -299,7 +299,9 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(client, se
     np.testing.assert_allclose(got, expected(served, batch), atol=1e-6)
     assert after["requests"] - before["requests"] == n
     assert after["images"] - before["images"] == n
-    assert after["batches"] - before["batches"] < n  # some requests shared a model call
+    # Some shared a model call: those that came while the model ran (7-13 calls for the
+    # 24 in 15 trials on a loaded 2-core machine; the batcher's own tests pin the policy).
+    assert after["batches"] - before["batches"] < n
 
 
 # --- the schema, /info and the log ------------------------------------------------------------

@@ -65,17 +65,69 @@ def test_batches_stay_within_max_batch_and_a_larger_request_runs_alone():
     assert sum(model.sizes) == 50
 
 
-def test_a_lone_request_waits_at_most_the_window():
-    async def one() -> float:
-        batcher = MicroBatcher(FakeModel(seconds=0), window_ms=50)
-        batcher.start()
-        start = time.perf_counter()
-        await batcher.run(image(1))
-        took = time.perf_counter() - start
-        await batcher.close()
-        return took
+class HeldModel(FakeModel):
+    """A fake model whose calls each wait until the test releases them: what gathers while
+    the model runs is then known exactly, with no timing involved."""
 
-    assert asyncio.run(one()) < 0.5
+    def __init__(self) -> None:
+        super().__init__(seconds=0)
+        self.called = threading.Semaphore(0)  # one release per call started
+        self.release = threading.Event()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.called.release()
+        if not self.release.wait(60):
+            raise RuntimeError("never released")
+        return super().__call__(batch)
+
+
+async def _model_called(model: HeldModel) -> None:
+    # A guard against a hang, not a speed target: before issue 25 the call waited for the
+    # window (60 s below) and this gave up first.
+    assert await asyncio.to_thread(model.called.acquire, True, 30), "the model was not called"
+
+
+def test_a_lone_request_runs_at_once_whatever_the_window():
+    model = HeldModel()
+
+    async def scenario() -> np.ndarray:
+        batcher = MicroBatcher(model, window_ms=60_000)
+        batcher.start()
+        try:
+            pending = asyncio.ensure_future(batcher.run(image(3)))
+            await _model_called(model)  # called with the one request, no wait for others
+            assert model.sizes == [] and not pending.done()
+            model.release.set()
+            return await pending
+        finally:
+            await batcher.close()
+
+    np.testing.assert_array_equal(asyncio.run(scenario()), [[12.0]])
+    assert model.sizes == [1]
+
+
+def test_what_gathers_while_the_model_runs_makes_the_next_call():
+    model = HeldModel()
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = MicroBatcher(model, max_batch=8, window_ms=60_000)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.run(image(1)))
+            await _model_called(model)  # the model is busy with `first`...
+            later = [asyncio.ensure_future(batcher.run(image(v, n=3))) for v in (2, 3, 4)]
+            await asyncio.sleep(0)  # ...while three more requests (9 images) queue
+            model.release.set()
+            return await asyncio.gather(first, *later)
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(scenario())
+    # The first ran alone; then what had gathered, as far as max_batch allows (3 + 3),
+    # then the rest: never a call of one request while others were waiting.
+    assert model.sizes == [1, 6, 3]
+    assert [len(r) for r in results] == [1, 3, 3, 3]
+    np.testing.assert_array_equal(results[3], [[16.0]] * 3)
 
 
 def test_a_failing_model_call_fails_its_batch_and_the_batcher_goes_on():

@@ -120,7 +120,7 @@ def test_a_colour_model_offers_upload_only(browser, tmp_path):
     from tfcnn.models.network import build_model
 
     model = build_model("4C3-P2-D3", (32, 32, 3), ("cat", "dog", "fox"), seed=0,
-                        preprocessing="scale", dataset="folder:pets")
+                        dataset="folder:pets")
     with BackgroundServer(create_app(model, "pets")) as running:
         context = browser.new_context(viewport={"width": 800, "height": 640})
         page = context.new_page()
@@ -135,4 +135,27 @@ def test_a_colour_model_offers_upload_only(browser, tmp_path):
             re.compile("^(cat|dog|fox)$"), timeout=15_000)
         assert page.locator("#preview").is_visible()
         page.screenshot(path=str(tmp_path / "serve-page-colour.png"), full_page=True)
+        context.close()
+
+
+def test_an_unknown_upload_shows_not_sure(browser, tmp_path):
+    """A model whose "unknown" rule flags everything: the page still shows the label, greyed,
+    and says "not sure" (issue 26)."""
+    from tfcnn.models.calibration import Calibration, OodRule
+    from tfcnn.models.network import build_model
+
+    model = build_model("4C3-P2-D3", (32, 32, 3), ("cat", "dog", "fox"), seed=0,
+                        dataset="folder:pets")
+    model.calibration = Calibration(1.0, OodRule("energy", -1e9, 0.95, "validation"))
+    with BackgroundServer(create_app(model, "pets")) as running:
+        context = browser.new_context(viewport={"width": 800, "height": 640})
+        page = context.new_page()
+        page.goto(running.url + "/")
+        page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+        picture = tmp_path / "noise.png"
+        Image.new("RGB", (50, 40), (20, 200, 30)).save(picture)
+        page.set_input_files("#upload", str(picture))
+        sync_api.expect(page.locator("#top-prob")).to_contain_text("not sure", timeout=15_000)
+        assert page.locator("#top-label").get_attribute("data-state") == "unsure"
+        sync_api.expect(page.locator("#top-label")).to_have_text(re.compile("^(cat|dog|fox)$"))
         context.close()

@@ -23,7 +23,7 @@ def model_file(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("serve-cli") / "tiny.keras"
     build_model("4C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0,
-                preprocessing="mnist", dataset="mnist").save(path)
+                prepare="mnist", dataset="mnist").save(path)
     return path
 
 

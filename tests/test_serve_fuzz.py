@@ -44,7 +44,7 @@ def api():
     from tfcnn.models.network import build_model
 
     model = build_model("4C3-P2-D10", (28, 28, 1), tuple("0123456789"), seed=0,
-                        preprocessing="mnist", dataset="mnist")
+                        prepare="mnist", dataset="mnist")
     with BackgroundServer(create_app(model, NAME, max_body_bytes=2**20)) as running:
         schema = schemathesis.openapi.from_url(f"{running.url}/openapi.json")
         operations = {}

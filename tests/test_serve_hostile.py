@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
 import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -23,6 +25,7 @@ import pytest
 from PIL import Image
 
 from tfcnn.serve.app import BackgroundServer, create_app
+from tfcnn.serve.offload import Offloader
 
 NAME = "digits"  # the name conftest's `served` model is served under
 
@@ -78,6 +81,67 @@ def test_large_json_bodies_do_not_stall_other_clients(server):
     # copies bytes to and from the decoding process.
     assert len(polls) >= 10, polls
     assert max(polls) < min(big) / 4, (sorted(polls)[-5:], big)
+
+
+def held_decode(started: str, gate: str, function, *args):
+    """In the decoding process: say so (our pid in `started`), wait for the file `gate`,
+    then decode as asked. Module-level, so that the process can import it."""
+    Path(started).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 120
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return function(*args)
+
+
+class HeldOffloader(Offloader):
+    """The real offloader, its decodes held in the decoding process until the test opens
+    the gate: a decode the test can see in progress, without timing anything."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.started, self.gate = folder / "started", folder / "gate"
+        self.sizes: list[int] = []
+
+    async def run(self, size, function, *args):
+        self.sizes.append(size)
+        return await super().run(size, held_decode, str(self.started), str(self.gate),
+                                 function, *args)
+
+
+def test_large_explain_bodies_are_decoded_while_others_are_answered(served, tmp_path):
+    """A ~5.7 MB /explain body (issue 25: parsed on the event loop, it held every other
+    client ~0.3 s) is decoded in the decoding process; while that decode is in progress
+    (held there), /v2/health/live and /info are answered, and then the body is."""
+    from tfcnn.serve import explain_route
+
+    held = HeldOffloader(tmp_path)
+    explain = lambda model: explain_route.router(model, offloader=held)  # noqa: E731
+    image = np.zeros((28, 28))
+    image[4:24, 13:16] = 1
+    # A valid image, padded to a large body with a key the route ignores.
+    body = orjson.dumps({"image": image.tolist(), "padding": [0] * 2_850_000})
+    assert len(body) >= held.large and len(body) > 5 * 2**20
+    answers: list[httpx.Response] = []
+    with BackgroundServer(create_app(served, NAME, max_body_bytes=16 * 2**20,
+                                     extra_routers=[explain])) as running:
+        sender = threading.Thread(target=lambda: answers.append(httpx.post(
+            f"{running.url}/explain?feature_maps=false", content=body,
+            headers={"Content-Type": "application/json"}, timeout=300)))
+        sender.start()
+        deadline = time.monotonic() + 120  # the decoding process starts (spawn) first
+        while not held.started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert held.started.exists(), "the body never reached the decoding process"
+        assert int(held.started.read_text()) != os.getpid()
+        with httpx.Client(base_url=running.url, timeout=30) as client:
+            assert client.get("/v2/health/live").json() == {"live": True}
+            assert client.get("/info").status_code == 200
+        assert sender.is_alive() and not answers  # still being decoded
+        held.gate.touch()
+        sender.join(120)
+    assert held.sizes == [len(body)]
+    assert len(answers) == 1 and answers[0].status_code == 200, answers
+    assert answers[0].json()["prediction"]["label"] in tuple("0123456789")
 
 
 # --- image uploads: decompression bombs ----------------------------------------------------

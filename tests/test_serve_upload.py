@@ -46,7 +46,7 @@ def test_upload_answers_as_tfcnn_predict_json(client, served, tmp_path, monkeypa
     answer = client.post("/predict?top_k=4", files={"file": ("three.png", _png(picture))})
     assert answer.status_code == 200, answer.text
     result = answer.json()
-    assert set(result) == {"file", "label", "index", "probability", "top_k"}
+    assert set(result) == {"file", "label", "index", "probability", "unknown", "top_k"}
     assert result["file"] == "three.png" and len(result["top_k"]) == 4
     image = served.prepare_upload(_png(picture), "three.png")
     assert result == prediction("three.png", served.predict(image[None])[0],
@@ -118,7 +118,7 @@ def test_a_colour_model_is_served_with_its_own_shapes():
     from tfcnn.models.network import build_model
 
     model = build_model("4C3-P2-D3", (32, 32, 3), ("cat", "dog", "fox"), seed=0,
-                        preprocessing="scale", dataset="folder:pets")
+                        dataset="folder:pets")
     with BackgroundServer(create_app(model, "pets")) as running, httpx.Client(
             base_url=running.url, timeout=30) as c:
         info = c.get("/info").json()

@@ -52,7 +52,8 @@ def test_health_and_metadata_through_tritonclient(triton):
     assert triton.get_model_metadata(NAME) == {
         "name": NAME, "versions": ["1"], "platform": "tensorflow_keras",
         "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28, 1]}],
-        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]}
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+                    {"name": "unknown", "datatype": "BOOL", "shape": [-1]}]}
     assert triton.get_model_metadata(NAME, "1")["name"] == NAME
 
 
@@ -108,7 +109,9 @@ def test_json_data_may_be_flat_or_nested_and_the_id_comes_back(server, served):
     assert flat.status_code == nested.status_code == 200, flat.text
     body = flat.json()
     assert body["id"] == "a1" and body["model_name"] == NAME and body["model_version"] == "1"
-    output, = body["outputs"]
+    output, unknown = body["outputs"]
+    assert unknown == {"name": "unknown", "datatype": "BOOL", "shape": [2],
+                       "data": [False, False]}  # this model has no "unknown" rule
     assert output["name"] == "probabilities" and output["datatype"] == "FP32"
     assert output["shape"] == [2, 10]
     np.testing.assert_allclose(np.reshape(output["data"], (2, 10)), served.predict(batch),
@@ -119,8 +122,9 @@ def test_json_data_may_be_flat_or_nested_and_the_id_comes_back(server, served):
     header = int(everything.headers["Inference-Header-Content-Length"])
     meta = json.loads(everything.content[:header])
     assert meta["outputs"][0]["parameters"] == {"binary_data_size": 80}
-    np.testing.assert_allclose(np.frombuffer(everything.content[header:], "<f4"),
+    np.testing.assert_allclose(np.frombuffer(everything.content[header:header + 80], "<f4"),
                                np.ravel(output["data"]), atol=1e-7)
+    assert meta["outputs"][1]["parameters"] == {"binary_data_size": 2}  # the BOOL flags
 
 
 def _binary(values: np.ndarray, size: int | None = None, extra: bytes = b"",

@@ -50,7 +50,7 @@ def test_train_on_an_image_folder_from_the_cli(tmp_path):
 
     model = load_model(out / "model.keras")
     assert model.class_names == ("circle", "square", "triangle")
-    assert model.image_shape == (32, 32, 3) and model.preprocessing == "scale"
+    assert model.image_shape == (32, 32, 3) and model.preprocessor.prepare is None
     assert len(load_weights(out / "model.keras")) > 0
 
 

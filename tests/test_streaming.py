@@ -3,6 +3,8 @@ as in memory, header checks, decode failures reported, the disk cache, the autom
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -131,7 +133,7 @@ def test_decode_failures_during_training_are_told(tmp_path):
 
 
 def test_cache_setting_is_checked():
-    with pytest.raises(ConfigError, match="cache: expected one of memory, disk, none"):
+    with pytest.raises(ConfigError, match="cache: expected one of memory, disk, stream, none"):
         TrainConfig(cache="ram")
     from tfcnn.data.source import check_dataset_setting
 
@@ -163,3 +165,87 @@ def test_the_cli_says_where_the_images_are_kept(shapes, tmp_path, capsys):
     assert "test images; streamed from disk)" in capsys.readouterr().out
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     assert "test images; decoded in memory)" in capsys.readouterr().out
+
+
+# --- `--cache disk` with awkward files (issue 25, item 3) ---------------------------------
+
+def tiny_folder(root, name=None):
+    """3 classes × 8 random 8×8 PNGs; `name` (str, maybe not UTF-8) adds one more to 'a'."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for kind in "abc":
+        (root / kind).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / kind / f"{i}.png")
+    if name is not None:
+        Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(root / "a" / name)
+    return root
+
+
+def tiny(folder, cache, **settings) -> TrainConfig:
+    return TrainConfig(**{"dataset": f"folder:{folder}", "grayscale": False, "image_size": "8",
+                          "model": "4C3-D3", "epochs": 1, "batch_size": 8, "seed": 1,
+                          "test_split": 0.2, "cache": cache, **settings})
+
+
+NOT_UTF8 = os.fsdecode(b"\xff\xfe-photo.png")  # the name's bytes as the file system has them
+
+
+def test_the_disk_cache_names_folders_whose_file_names_are_not_utf8_or_gone(tmp_path):
+    root = tiny_folder(tmp_path / "data", NOT_UTF8)
+    files = load_image_folder(root, test_split=0, stream=True).dataset.x_train
+    assert str(root / "a" / NOT_UTF8) in list(files.paths)
+    prefix = pipeline.cache_file(tmp_path / "cache", "train", files)
+    (root / "b" / "3.png").unlink()  # gone after its header check: the digest says so
+    assert pipeline.cache_file(tmp_path / "cache", "train", files) != prefix
+
+
+def test_disk_cache_training_takes_a_file_name_that_is_not_utf8(tmp_path):
+    root = tiny_folder(tmp_path / "data", NOT_UTF8)
+    notes: list[str] = []
+    run = train_run(tiny(root, "disk"), tmp_path / "run", Hooks(note=notes.append))
+    assert [r["epoch"] for r in run.epochs] == [1]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "run" / "cache").glob("*.index")
+                  ) == ["test", "train"]
+    assert not [n for n in notes if "could not be decoded" in n]  # read as any other file
+
+
+def test_a_file_gone_after_the_header_check_is_fed_black_and_told_once_with_disk_cache(
+        tmp_path):
+    root = tiny_folder(tmp_path / "data")
+    config = tiny(root, "disk", epochs=2, test_split=0)
+    dataset = load_image_folder(root, image_size=(8, 8), grayscale=False, test_split=0,
+                                stream=True).dataset
+    gone = root / "b" / "3.png"
+    gone.unlink()  # between the scan and the training
+    notes: list[str] = []
+    run = train_run(config, tmp_path / "run", Hooks(note=notes.append), dataset=dataset)
+    assert [r["epoch"] for r in run.epochs] == [1, 2]
+    told = [n for n in notes if "could not be decoded" in n]
+    assert len(told) == 1 and f"{gone}: cannot read" in told[0]
+
+
+def test_a_full_disk_while_caching_suggests_training_without_the_cache(tmp_path,
+                                                                       monkeypatch):
+    import tensorflow as tf
+
+    from tfcnn.core.errors import RunDirError
+
+    def full(self, filename="", name=None):  # what TensorFlow raised on a full tmpfs
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{filename}_0.data-00000-of-00001.tempstate1; No space left on device")
+
+    monkeypatch.setattr(tf.data.Dataset, "cache", full)
+    root = tiny_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    with pytest.raises(RunDirError) as caught:
+        train_run(tiny(root, "disk"), out, Hooks())
+    message = str(caught.value)
+    assert message.startswith(f"{out / 'cache'}/train-") and "\n" not in message
+    assert "no space left on device while caching the decoded images" in message
+    assert message.endswith(f"tfcnn train --resume {out} --cache stream")
+    monkeypatch.undo()
+    resumed = train_run(tiny(root, "none"), out, Hooks(), resume=True)  # what it suggests
+    assert [r["epoch"] for r in resumed.epochs] == [1]

@@ -112,7 +112,8 @@ def test_an_interrupted_member_says_how_to_resume_the_ensemble(tmp_path, monkeyp
 # --- a real tiny ensemble ------------------------------------------------------------------------
 
 def _mean_probabilities(ens: Path, images: np.ndarray, size: int) -> np.ndarray:
-    from tfcnn.models.network import load_model, probabilities
+    from support import probabilities
+    from tfcnn.models.network import load_model
 
     x = images[..., None].astype(np.float32) / 255.0
     return np.mean([np.asarray(probabilities(load_model(ens / f"member-{k}" / "model.keras"), x),

@@ -1,4 +1,4 @@
-"""tfcnn.evaluation.tta: shifted copies (zero fill, channels, any size), averaging, TTA of
+"""tfcnn.models.tta: shifted copies (zero fill, channels, any size), averaging, TTA of
 stand-in models.
 
 Pure numpy: no TensorFlow is imported, so these run in milliseconds.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tfcnn.core.errors import ModelSpecError, TfcnnError
-from tfcnn.evaluation.tta import (
+from tfcnn.models.tta import (
     DEFAULT_SHIFTS,
     average_probabilities,
     mirror_images,
@@ -185,7 +185,7 @@ def test_tta_with_a_model_giving_another_shape_per_copy_is_refused():
 
 @pytest.mark.slow
 def test_importing_tta_does_not_import_tensorflow():
-    code = ("import sys, tfcnn.evaluation.tta\n"
+    code = ("import sys, tfcnn.models.tta\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

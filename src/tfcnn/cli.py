@@ -8,7 +8,6 @@ instant, and each command imports what it needs when it runs. Library code raise
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -16,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tfcnn import cli_explain
+from tfcnn import cli_audit, cli_explain, cli_steer, cli_trust, cli_tune
+from tfcnn.cli_flags import config_from_args, unknown_flags_message
 from tfcnn.cli_parser import build_parser
 from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import (
@@ -26,19 +26,12 @@ from tfcnn.core.errors import (
     TfcnnError,
     TrainingInterrupted,
 )
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+from tfcnn.core.spelling import flag as _flag  # the CLI spells settings as its flags
+from tfcnn.core.spelling import speaking
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    from tfcnn.api.training import training_config
-
-    # Every TrainConfig field has a flag of the same name; unset flags are None.
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
-    return training_config(given, args.resume, name=_flag)
+    return config_from_args(args, args.resume)
 
 
 class _Printer:
@@ -61,18 +54,23 @@ class _Printer:
         c = info.config
         print(f"TensorFlow {tf.__version__} on {device}")
         kept = {"memory": "; decoded in memory", "disk": "; streamed from disk, cached in "
-                f"{info.run_dir / 'cache'}", "none": "; streamed from disk"}.get(info.cache, "")
+                f"{info.run_dir / 'cache'}", "stream": "; streamed from disk"}.get(info.cache, "")
         print(f"Data: {c.dataset} from {info.dataset_source} "
               f"({info.num_train:,} train, {info.num_test:,} test images{kept})")
         optimizer = f"AdamW (decay {c.weight_decay})" if c.weight_decay else "Adam"
-        print(f"Model: {info.model_name} ({info.parameters:,} parameters); "
-              f"{optimizer} lr {c.lr}, batch {c.batch_size}, {_epochs(c.epochs)}, seed {c.seed}")
+        sized = f"; {info.head}" if info.head else ""
+        epochs = info.plan or _epochs(c.epochs)
+        self.epochs = c.epochs  # a time budget's plan may differ from the flags
+        print(f"Model: {info.model_name} ({info.parameters:,} parameters{sized}); "
+              f"{optimizer} lr {c.lr}, batch {c.batch_size}, {epochs}, seed {c.seed}")
         extras = [f"{c.schedule} schedule" if c.schedule != "constant" else "",
                   f"label smoothing {c.label_smoothing}" if c.label_smoothing else "",
                   f"weight average (EMA {c.ema})" if c.ema else "",
                   describe_augmentation(c),
                   f"{c.precision} precision" if c.precision != "float32" else "",
                   f"{c.class_weight} class weights" if c.class_weight else "",
+                  f"early stop after {c.early_stop} epochs without a better validation loss"
+                  if c.early_stop else "",
                   f"{c.weights} weights" if c.weights != "none" else "",
                   f"backbone frozen for {_epochs(c.freeze_epochs)}" if c.freeze_epochs else ""]
         if any(extras):
@@ -142,11 +140,14 @@ def _epochs(n: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tfcnn.api.training import check_settings, start_training
+    from tfcnn.api.training import check_resumable, check_settings, start_training
+    from tfcnn.core.rundir import RunFinished
     from tfcnn.training.ensemble import ensemble_size
+    from tfcnn.training.hooks import Hooks
 
     ensemble = ensemble_size(args.ensemble, args.resume)  # None: one plain run
     config = _config_from_args(args)
+    check_resumable(config, args.resume)  # a run trained on arrays resumes from Python only
     check_settings(config, ensemble, _flag)  # names fail fast, before TensorFlow takes seconds
     started = time.perf_counter()
     printer = _Printer(config.epochs, args.quiet)
@@ -155,10 +156,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not printer.quiet:
             print(line, flush=True)
 
-    result = start_training(config, resume=args.resume, progress=printer.progress,
-                            epoch_end=printer.epoch_end, on_start=printer.start,
-                            on_member=say, note=printer.note, ensemble=ensemble,
-                            name=_flag)
+    hooks = Hooks(progress=printer.progress, epoch_end=printer.epoch_end, note=printer.note)
+    try:
+        result = start_training(config, resume=args.resume, hooks=hooks, on_start=printer.start,
+                                on_member=say, ensemble=ensemble, name=_flag)
+    except RunFinished as exc:
+        raise RunFinished(exc.path, exc.done, exc.epochs, f"{_flag('epochs')} N",
+                          exc.stopped) from None
     # From here the run is complete: a Ctrl-C while printing must not report a failure.
     try:
         if ensemble is not None and result.test_accuracy is not None:
@@ -177,8 +181,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_dir(args: argparse.Namespace, models: list[Any]) -> Path:
+    """Where `tfcnn evaluate` writes: --out, else beside the (first) model: report/ for its
+    own test set (report-ensemble/, report-tta/ for ensembles and TTA), and with the data's
+    name added for other data (report-folder-pets/), so the model's own report is kept."""
+    from tfcnn.evaluation.ensemble import default_report_dir
+    from tfcnn.evaluation.report import data_tag, is_own_dataset
+
+    if args.out:
+        return Path(args.out)
+    out = default_report_dir(args.source[0], len(models), args.tta)
+    if args.dataset is None or is_own_dataset(models[0], args.dataset):
+        return out
+    return out.with_name(f"{out.name}-{data_tag(args.dataset)}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tfcnn.api.classifier import evaluate_models
+    from tfcnn.api.classifier import Classifier, evaluate_models
     from tfcnn.training.ensemble import resolve_model_files
 
     model_files = resolve_model_files(args.source)
@@ -186,59 +205,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from tfcnn.data.source import check_dataset_setting
 
         check_dataset_setting(TrainConfig(dataset=args.dataset))
-    tta = args.tta
-    if args.out:
-        out = Path(args.out)
-    elif len(model_files) == 1 and not tta:
-        out = model_files[0].parent / "report"
-    else:
-        from tfcnn.evaluation.ensemble import default_report_dir
-
-        out = default_report_dir(args.source[0], len(model_files), tta)
-    report = evaluate_models(model_files, dataset=args.dataset, data_dir=args.data_dir,
-                             tta=tta, report_dir=out)
+    models = [Classifier.load(file) for file in model_files]
+    report = evaluate_models(models, dataset=args.dataset, data_dir=args.data_dir,
+                             tta=args.tta)
+    report.save(_report_dir(args, models))
     print(json.dumps(report.to_dict()) if args.json else report.text())
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from tfcnn.api.classifier import load
-    from tfcnn.predict import (
-        expand_inputs,
-        expected_labels,
-        format_csv,
-        format_table,
-        predict_files,
-    )
+    from tfcnn.predict import expand_inputs, expected_labels, format_csv, format_table
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k: expected a positive integer, got {args.top_k}")
-    paths = expand_inputs(args.paths)
+    skipped: list[Path] = []
+    paths = expand_inputs(args.paths, skipped)
     classifier = load(args.source)
-    results = predict_files(classifier.keras_model, paths, top_k=args.top_k,
-                            preprocess=not args.no_preprocess, tta=args.tta,
-                            mirror=classifier.uses_mirrored_views(args.tta),
-                            expected=expected_labels(args.paths, paths))
+    results = classifier.predict_files(paths, top_k=args.top_k,
+                                       preprocess=not args.no_preprocess, tta=args.tta,
+                                       expected=expected_labels(args.paths, paths))
     if args.json:
         print(json.dumps(results, indent=2))
     elif args.csv:
         print(format_csv(results), end="")
     else:
-        print(format_table(results))
+        print(format_table(results, skipped))
+    if skipped and (args.json or args.csv):
+        print(f"tfcnn: skipped {len(skipped)} file(s) in the folders that are not named as "
+              f"images, e.g. {skipped[0]}", file=sys.stderr)
     return EXIT_PARTIAL if any("error" in r for r in results) else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from tfcnn.api.classifier import load
-    from tfcnn.export import check_export_target, export_model
+    from tfcnn.export import check_export_target, labels_path
+    from tfcnn.export.files import size_of
 
     check_export_target(args.format, args.quantize, Path(args.out), args.force)
     classifier = load(args.source)
-    result = export_model(classifier.keras_model, args.format, args.quantize, Path(args.out),
-                          force=args.force, source=classifier.path)
-    print(f"Exported {result['format']} ({result['quantize']}) to {result['path']}: "
-          f"{result['bytes']:,} bytes")
-    print(f"Class names: {result['labels']}")
+    out = classifier.export(args.out, args.format, args.quantize, force=args.force)
+    print(f"Exported {args.format} ({args.quantize}) to {out}: {size_of(out):,} bytes")
+    print(f"Class names: {labels_path(out, args.format)}")
     return 0
 
 
@@ -272,12 +280,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:  # argparse would show the top-level usage; the command's own helps more
-        args.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        command = args.subcommands[args.command]
+        command.error(unknown_flags_message(command, unknown))
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-                "explain": cli_explain.run, "export": cmd_export, "serve": cmd_serve,
-                "doctor": cmd_doctor}
+                "explain": cli_explain.run, "calibrate": cli_trust.run, "audit": cli_audit.run,
+                "export": cmd_export,
+                "serve": cmd_serve,
+                "doctor": cmd_doctor, **cli_steer.HANDLERS, **cli_tune.HANDLERS}
     try:
-        return handlers[args.command](args)
+        with speaking(_flag):  # library entry points spell settings as flags for the CLI
+            return handlers[args.command](args)
     except TrainingInterrupted as exc:
         print(f"tfcnn: {exc}", file=sys.stderr)
         return exc.exit_code

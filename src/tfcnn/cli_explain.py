@@ -3,7 +3,8 @@ highest-loss test images of a dataset.
 
 For each image: one PNG figure (the input as the model saw it, the top-3 classes, each
 method's heatmap over the input) and one `.npy` attribution array (H×W) per method, in
-`--out`; `--layers` adds each convolution's feature maps and the first layer's filters.
+`--out`; `--layers` adds feature maps (of `--max-layers` convolutions, `--max-channels`
+channels each) and the first layer's filters.
 `--json` prints one object per image: `file`, the `predict --json` fields, `target`,
 `figure`, `attributions` (method → .npy path) and, with `--layers`, `layers`.
 
@@ -21,8 +22,21 @@ from typing import Any
 import numpy as np
 
 from tfcnn.core.errors import EXIT_PARTIAL, ConfigError, TfcnnError
+from tfcnn.explain.explanation import MAX_CHANNELS, MAX_LAYERS
 
 DEFAULT_WORST = 16
+
+
+def _limit(text: str) -> int:
+    """A --max-layers/--max-channels value: 0 (all) or a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (all) or a positive integer, got "
+                                         f"{text!r}")
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,8 +60,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "the model file)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--layers", action="store_true",
-                   help="also draw every convolution's feature maps and the first layer's "
+                   help="also draw the convolutions' feature maps and the first layer's "
                         "filters")
+    p.add_argument("--max-layers", type=_limit, default=MAX_LAYERS, metavar="N",
+                   help=f"with --layers: at most N convolutions, evenly spaced through the "
+                        f"network (default {MAX_LAYERS}; 0: all)")
+    p.add_argument("--max-channels", type=_limit, default=MAX_CHANNELS, metavar="N",
+                   help=f"with --layers: the N strongest channels of each (default "
+                        f"{MAX_CHANNELS}; 0: all)")
     p.add_argument("--dataset", help="explain test images of this dataset (mnist, "
                                      "fashion_mnist or folder:PATH) instead of files")
     p.add_argument("--worst", type=int, metavar="N",
@@ -80,40 +100,6 @@ def _stem(text: str, used: set[str]) -> str:
     return unique
 
 
-def _file_batch(model: Any, paths: list[str]) -> tuple[np.ndarray, list[str], list[dict]]:
-    """The decoded inputs and their names, and an error entry per unusable file."""
-    from tfcnn.images.decode import ImageError
-    from tfcnn.predict.inputs import expand_inputs, file_input
-
-    arrays, names, errors = [], [], []
-    for entry in expand_inputs(paths):
-        try:
-            arrays.append(file_input(entry, model.preprocessing, tuple(model.image_shape)))
-            names.append(str(entry))
-        except ImageError as exc:
-            errors.append({"file": str(entry), "error": str(exc)})
-    batch = np.stack(arrays) if arrays else np.zeros((0, *model.image_shape), np.float32)
-    return batch, names, errors
-
-
-def _worst_batch(model: Any, model_file: Path, args: argparse.Namespace
-                 ) -> tuple[np.ndarray, list[str], list[str]]:
-    """The highest-loss test images (float32 inputs), their names and true labels."""
-    from tfcnn.evaluation.report import model_logits, run_dir_of, test_set_for
-
-    test = test_set_for(model_file, model, args.dataset, args.data_dir, run_dir_of(model_file))
-    logits = model_logits(model, test.images).astype(np.float64)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    losses = -log_probs[np.arange(len(logits)), test.labels.astype(np.int64)]
-    worst = np.argsort(-losses, kind="stable")[:args.worst or DEFAULT_WORST]
-    images = np.asarray(test.images[worst]).astype(np.float32) / np.float32(255.0)
-    if images.ndim == 3:
-        images = images[..., None]
-    names = [f"{test.name}-test-{int(i)}" for i in worst]
-    return images, names, [test.class_names[int(test.labels[i])] for i in worst]
-
-
 def _save_npy(path: Path, array: np.ndarray) -> str:
     from tfcnn.core.fsutil import atomic_path
 
@@ -122,24 +108,40 @@ def _save_npy(path: Path, array: np.ndarray) -> str:
     return str(path)
 
 
+def _progress(total: int) -> Any:
+    """A bar on stderr ("explained 120/1000"), none when stderr is not a terminal."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="explained", unit="image", file=sys.stderr, leave=False,
+                disable=None if total > 1 else True, dynamic_ncols=True)
+
+
 def _write(explanations: list[Any], out: Path, layers: bool, model: Any,
-           truths: list[str] | None) -> list[dict[str, Any]]:
+           truths: list[str] | None, max_layers: int = MAX_LAYERS,
+           max_channels: int = MAX_CHANNELS) -> list[dict[str, Any]]:
+    """Each explanation's figure and arrays (and with `layers` its layer figures) in `out`,
+    one image at a time, each figure closed before the next; the `--json` entries."""
     from tfcnn.explain.layers import save_layer_figures
 
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     results = []
-    for i, e in enumerate(explanations):
-        stem = _stem(e.prediction.source, used)
-        entry = {**e.prediction.to_dict(), "target": e.target_label}
-        if truths is not None:
-            entry["true"] = truths[i]
-        entry["figure"] = str(e.save_figure(out / f"{stem}-explained.png"))
-        entry["attributions"] = {m: _save_npy(out / f"{stem}-{m}.npy", heat)
-                                 for m, heat in e.heatmaps.items()}
-        if layers:
-            entry["layers"] = save_layer_figures(model, e.image, out, stem)
-        results.append(entry)
+    with _progress(len(explanations)) as bar:
+        for i, e in enumerate(explanations):
+            stem = _stem(e.prediction.source, used)
+            entry = {**e.prediction.to_dict(), "target": e.target_label}
+            if truths is not None:
+                entry["true"] = truths[i]
+            entry["figure"] = str(e.save_figure(out / f"{stem}-explained.png"))
+            entry["attributions"] = {m: _save_npy(out / f"{stem}-{m}.npy", heat)
+                                     for m, heat in e.heatmaps.items()}
+            if layers:
+                entry["layers"] = save_layer_figures(model, e.image, out, stem, max_layers,
+                                                     max_channels)
+            results.append(entry)
+            bar.update(1)
     return results
 
 
@@ -161,20 +163,19 @@ def run(args: argparse.Namespace) -> int:
 
     _check_args(args)
     classifier = load(args.source)  # the API's loader: the checks every command gets
-    from tfcnn.explain.run import explain_images
-
-    model, model_file = classifier.keras_model, classifier.path
     truths = None
     errors: list[dict[str, Any]] = []
     if args.paths:
-        batch, names, errors = _file_batch(model, args.paths)
+        explanations, errors = classifier.explain_files(args.paths, args.method, args.target)
     else:
-        batch, names, truths = _worst_batch(model, model_file, args)
-    out = Path(args.out) if args.out else model_file.parent / "explanations"
-    explanations = explain_images(model, batch, args.method, targets=args.target,
-                                  sources=names) if len(batch) else []
+        images, names, truths = classifier.worst_images(args.worst or DEFAULT_WORST,
+                                                        args.dataset, args.data_dir)
+        explanations = classifier.explain(images, args.method, args.target, preprocess=False,
+                                          sources=names)
+    out = Path(args.out) if args.out else classifier.path.parent / "explanations"
     try:
-        results = _write(explanations, out, args.layers, model, truths) + errors
+        results = _write(explanations, out, args.layers, classifier, truths,
+                         args.max_layers, args.max_channels) + errors
     except OSError as exc:
         raise TfcnnError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc
     if args.json:

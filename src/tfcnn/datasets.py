@@ -39,12 +39,13 @@ def load(name: str, data_dir: str | os.PathLike[str] | None = None, *,
     Raises `tfcnn.DatasetError` (a `tfcnn.TfcnnError`) with a one-line message naming
     the file or folder when the dataset is unknown, missing, corrupt or cannot be fetched.
 
-    Example::
-
-        import tfcnn
-        (x_train, y_train), (x_test, y_test), names = tfcnn.datasets.load("mnist")
-        x_train.shape, x_train.dtype      # ((60000, 28, 28), dtype('uint8'))
-        names[y_train[0]]                 # '5'
+    Example:
+        >>> (x_train, y_train), (x_test, y_test), names = tfcnn.datasets.load("mnist",
+        ...                                                                    data_dir)
+        >>> x_train.shape, x_train.dtype
+        ((60000, 28, 28), dtype('uint8'))
+        >>> names[y_train[0]]
+        '5'
     """
     data = load_dataset(name, data_dir, download=download)
     return ((data.x_train, data.y_train.astype(np.int64)),

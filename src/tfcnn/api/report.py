@@ -1,14 +1,21 @@
 """`tfcnn.Report`: what `Classifier.evaluate` returns, the figures of `tfcnn evaluate`
-as Python values (numbers, numpy arrays, matplotlib figures)."""
+as Python values (numbers, numpy arrays, matplotlib figures). Evaluating computes;
+`Report.save(dir)` writes the report folder."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 # The keys of `tfcnn evaluate --json`, a format that tools read; ensembles and TTA add two.
-JSON_KEYS = ("test_accuracy", "test_loss", "per_class", "confusion_matrix")
+# Calibration (tfcnn.evaluation.calibration): ECE, NLL and Brier score with the model's
+# temperature, and without it (`_uncalibrated`; None for ensembles and TTA).
+JSON_KEYS = ("test_accuracy", "test_loss", "per_class", "confusion_matrix", "ece",
+             "ece_uncalibrated", "temperature", "nll", "nll_uncalibrated", "brier",
+             "brier_uncalibrated")
 ENSEMBLE_JSON_KEYS = ("members", "tta")
 
 
@@ -19,10 +26,11 @@ class Report:
     `tfcnn evaluate --json` object), `data` (the whole report, as evaluation.json holds it).
 
     Example:
-        >>> report = tfcnn.load("runs/r").evaluate()  # doctest: +SKIP
-        >>> f"{report.accuracy:.2%}"                   # doctest: +SKIP
-        '98.89%'
-        >>> report.figures["confusion_matrix"]          # doctest: +SKIP
+        >>> report = clf.evaluate(data_dir=data_dir)
+        >>> 0 <= report.accuracy <= 1, sorted(report.figures)[:2]
+        (True, ['confusion_matrix', 'reliability'])
+        >>> sorted(p.name for p in report.save(tmp / "report").iterdir())[:2]
+        ['confusion_matrix.png', 'evaluation.json']
     """
 
     def __init__(self, evaluation: Any, ensemble: bool = False) -> None:
@@ -51,6 +59,11 @@ class Report:
         return list(self.data["per_class"])
 
     @property
+    def ece(self) -> float:
+        """Expected calibration error of the (calibrated) probabilities, 15 bins."""
+        return float(self.data["ece"])
+
+    @property
     def confusion_matrix(self) -> np.ndarray:
         """int64 (classes, classes): row = true class, column = predicted class."""
         return np.asarray(self.data["confusion_matrix"], dtype=np.int64)
@@ -66,6 +79,18 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """The object `tfcnn evaluate --json` prints."""
         return {key: self.data[key] for key in self._keys}
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the report folder (evaluation.json, evaluation.txt, the PNG figures) to
+        `folder`, created if needed; returns it. Files are replaced atomically."""
+        out = Path(folder)
+        self._evaluation.write(out)
+        return out
+
+    @property
+    def files(self) -> dict[str, str]:
+        """What the last `save` wrote: name → path ({} before any)."""
+        return dict(self.data.get("files", {}))
 
     def text(self) -> str:
         """The text report `tfcnn evaluate` prints."""

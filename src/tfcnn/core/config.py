@@ -1,7 +1,9 @@
 """`TrainConfig`: every training setting in one dataclass, its defaults the tutorial's.
 
 One config travels explicitly from the CLI to the training loop and into the run
-directory's `config.json`, from which `--resume` reads it back.
+directory's `config.json`, from which `--resume` reads it back. Each field is declared once,
+with its rules, help text and CLI group (core/settings.py): construction validates it, and
+`tfcnn train` makes its flag from it (`cli_parser.add_train_flags`).
 """
 
 from __future__ import annotations
@@ -11,172 +13,194 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfcnn.core.errors import ConfigError
+from tfcnn.core.settings import (
+    Setting,
+    SettingError,
+    choice,
+    duration,
+    fraction,
+    integer,
+    normalise,
+    number,
+    settings_of,
+    switch,
+    text,
+    validate,
+)
 
 SCHEDULES = ("constant", "onecycle", "cosine")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 PRECISIONS = ("float32", "mixed_bfloat16")
-CACHES = ("memory", "disk", "none")
+# "stream": decoded from the files every epoch, nothing kept; "none" is its old name
+# (config.json files and scripts from before), read as "stream".
+CACHES = ("memory", "disk", "stream", "none")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    preset: str | None = None         # the recipe these settings started from (presets.py)
-    dataset: str = "mnist"
-    data_dir: str | None = None       # None: search TFCNN_DATA_DIR, caches, then download
-    model: str = "tutorial"           # preset name or layer notation
-    epochs: int = 5
-    batch_size: int = 32              # images per training step
-    lr: float = 0.001                 # Adam's (peak) learning rate (Keras default, as the tutorial)
-    schedule: str = "constant"        # "constant"; "onecycle": warm up to lr, cosine to 0;
-                                      # "cosine": cosine from lr to 0
-    warmup: float = 0.2               # onecycle: fraction of all steps spent warming up
-    weight_decay: float = 0.0         # > 0: AdamW with this decoupled decay (times the lr)
-    label_smoothing: float = 0.0      # training loss only; the reported test loss is plain
-    ema: float = 0.0                  # > 0: evaluate and keep an exponential moving average
-                                      # of the weights with this momentum (e.g. 0.999)
+    """The settings of one training run; each field's help text says what it does."""
+
+    preset: str | None = text(None, "a measured recipe whose settings fill in the flags not "
+                              "given: tutorial (the defaults), fast, best or photo",
+                              group="recipe")
+    dataset: str = text("mnist", "mnist, fashion_mnist, or folder:PATH (one sub-folder of "
+                        "images per class) (default {default})", group="data")
+    data_dir: str | None = text(None, "folder with mnist/ and fashion_mnist/ (or the four IDX "
+                                "files); default: $TFCNN_DATA_DIR, then caches, then download",
+                                group="data", metavar="DIR")
+    model: str = text("tutorial", "preset name or layer notation such as '32C3-P2-D128-D10' "
+                      "(default {default})", group="model")
+    epochs: int = integer(5, "passes over the training set (default {default})",
+                          group="training")
+    batch_size: int = integer(32, "images per training step (default {default})",
+                              group="training")
+    # Keras's default Adam learning rate, as the tutorial.
+    lr: float = number(0.001, "Adam (peak) learning rate (default {default})", above=0,
+                       group="training")
+    schedule: str = choice("constant", SCHEDULES, "learning rate schedule: constant; onecycle "
+                           "(linear warm-up to --lr, then cosine decay to 0); cosine (from --lr "
+                           "to 0) (default {default})", group="training")
+    warmup: float = fraction(0.2, "onecycle: fraction of the steps spent warming up "
+                             "(default {default})", group="training")
+    weight_decay: float = number(0.0, "AdamW's decoupled weight decay, times the lr "
+                                 "(default 0: plain Adam)", minimum=0, group="training",
+                                 metavar="W")
+    label_smoothing: float = fraction(0.0, "label smoothing of the training loss; the "
+                                      "reported test loss is plain (default 0)",
+                                      group="training")
+    ema: float = fraction(0.0, "keep an exponential moving average of the weights with "
+                          "momentum M (e.g. 0.999): epochs are evaluated, and model.keras "
+                          "saved, with it (default 0: none)", group="training", metavar="M",
+                          expected="a momentum from 0 to below 1")
     # In-graph augmentation of each training batch (data/augment.py); 0 / False: none.
-    shift: float = 0.0                # pixels, either way, each axis
-    rotate: float = 0.0               # degrees, either way
-    zoom: float = 0.0                 # relative: 0.1 zooms 90% to 110%
-    hflip: bool = False               # random left-right mirror (clothes, not digits)
-    erase: float = 0.0                # probability of random erasing (one blank rectangle)
-    elastic: float = 0.0              # elastic distortion's scale alpha, pixels (Simard: 34)
-    elastic_sigma: float = 4.0        # smoothness of the elastic field, pixels (Simard: 4)
-    seed: int | None = None           # None: a random seed is drawn and recorded in config.json
-    shuffle_buffer: int | None = None  # images; None: a quarter of the training set (tutorial)
-    eval_batch_size: int = 1000       # images per test step: any size gives the same metrics
-    steps_per_call: int = 50          # training steps per tf.function call; same maths as 1
-    precision: str = "float32"        # or "mixed_bfloat16": bf16 compute, float32 weights
-    strategy: str = "auto"            # tf.distribute: auto, default, mirrored, multi-worker
-    out: str | None = None            # run directory; None: runs/<dataset>-<model>-<time>
-    limit_train: int | None = None    # use only the first N training images (quick checks)
-    limit_test: int | None = None     # use only the first N test images
-    # Image-folder datasets only (--dataset folder:PATH):
-    image_size: str | None = None     # "28" or "HxW"; None: 28x28
-    grayscale: bool = True            # False: RGB
-    # Where decoded images are kept: "memory" (decoded once, before training), "disk" (streamed
-    # from the files, decoded once into RUN/cache/), "none" (streamed, decoded every epoch).
-    # None: memory when the decoded images fit in data.folders.MEMORY_BYTES (256 MiB), else none.
-    cache: str | None = None
-    # A validation split of the training images (any dataset): epochs then report
-    # validation metrics, the best epoch by validation is kept, and the test set is used
-    # once, for the final report. None: no validation.
-    val_split: float | None = None
-    # Image folders without train/ and test/ (or val/) sub-folders: the fraction of each
-    # class held out as the test set. None: 0.1.
-    test_split: float | None = None
-    # Transfer learning (--model keras:NAME only): the backbone's weights, "imagenet" (Keras's
-    # cache), "none" (seeded random) or a file's path; with pretrained weights the backbone is
-    # frozen for `freeze_epochs` epochs (the head trains alone), then fine-tuned (its last
-    # `fine_tune_layers` weighted layers, or all) at `fine_tune_lr` (None: lr / 10).
-    weights: str = "none"
-    freeze_epochs: int = 0
-    fine_tune_lr: float | None = None
-    fine_tune_layers: int | None = None
+    shift: float = number(0.0, "random shifts of up to PX pixels in each axis (default 0)",
+                          minimum=0, group="augmentation", metavar="PX")
+    rotate: float = number(0.0, "random rotations of up to DEG degrees either way "
+                           "(default 0)", minimum=0, group="augmentation", metavar="DEG")
+    zoom: float = fraction(0.0, "random zoom between 1-F and 1+F (default 0)",
+                           group="augmentation")
+    hflip: bool = switch(False, "random left-right mirroring (for clothes, not digits)",
+                         group="augmentation")
+    erase: float = number(0.0, "random erasing: blank one random rectangle (2-25% of the "
+                          "image) with probability P (default 0)", minimum=0, maximum=1,
+                          group="augmentation", metavar="P",
+                          expected="a probability from 0 to 1")
+    elastic: float = number(0.0, "elastic distortion (Simard et al. 2003): a smooth random "
+                            "field scaled by ALPHA pixels moves each pixel, as handwriting "
+                            "varies (default 0; 34 is Simard's)", minimum=0,
+                            group="augmentation", metavar="ALPHA")
+    elastic_sigma: float = number(4.0, "smoothness of the elastic field in pixels "
+                                  "(default {default})", above=0, group="augmentation",
+                                  metavar="PX", expected="a number > 0")
+    # Planned from the run's own measured speed (training/budget.py).
+    time_budget: float | None = duration(None, "train for about this long (90s, 15m, 1h), "
+                                         "final test and calibration included: the epochs "
+                                         "and the learning-rate schedule are planned from "
+                                         "the speed measured on the first steps; --epochs "
+                                         "becomes the most to train (default: no budget)",
+                                         group="training")
+    early_stop: int | None = integer(None, "with a validation split: stop when the "
+                                     "validation loss has not improved for N epochs; the "
+                                     "best epoch is kept (default: off)", group="training",
+                                     metavar="N")
+    seed: int | None = integer(None, "random seed; the same seed gives the same run (default: "
+                               "a random one, recorded in config.json)", minimum=0,
+                               group="training", expected="a non-negative integer")
+    shuffle_buffer: int | None = integer(None, "shuffle buffer in images (default: a quarter "
+                                         "of the training set)", group="training",
+                                         metavar="N")
+    # Any size gives the same metrics.
+    eval_batch_size: int = integer(1000, "images per test step (default {default})",
+                                   group="speed", metavar="N")
+    steps_per_call: int = integer(50, "training steps per compiled call; only speed changes "
+                                  "(default {default})", group="speed", metavar="N")
+    precision: str = choice("float32", PRECISIONS, "float32, or mixed_bfloat16: bfloat16 "
+                            "arithmetic with float32 weights, faster on CPUs with "
+                            "AVX512-BF16/AMX (default {default})", group="speed")
+    strategy: str = choice("auto", STRATEGIES, "tf.distribute strategy: default (one device), "
+                           "mirrored (local GPUs), multi-worker (TF_CONFIG), auto (picks one) "
+                           "(default {default})", group="speed")
+    out: str | None = text(None, "run directory (default "
+                           "runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>)", group="output",
+                           metavar="DIR")
+    limit_train: int | None = integer(None, "use only the first N training images (quick "
+                                      "checks)", group="data", metavar="N")
+    limit_test: int | None = integer(None, "use only the first N test images", group="data",
+                                     metavar="N")
+    image_size: str | None = text(None, "resize every image to N x N or H x W (default 28)",
+                                  group="folders", metavar="N|HxW",
+                                  expected='N or HxW as a string, e.g. "28" or "32x48"')
+    grayscale: bool = switch(True, "one channel (default) or three", group="folders",
+                             switches=(("--grayscale", True, "one channel (default)"),
+                                       ("--rgb", False, "three colour channels")))
+    # None: memory when the decoded images fit in data.folders.MEMORY_BYTES (256 MiB).
+    cache: str | None = choice(None, CACHES, "where decoded images are kept: memory (decoded "
+                               "before training), disk (streamed from the files, decoded once "
+                               "into RUN/cache/), stream (decoded from the files every "
+                               "epoch; 'none' is its old name) (default: memory when they "
+                               "fit in 256 MiB, else stream)",
+                               group="folders")
+    val_split: float | None = fraction(None, "hold out this fraction of the training images "
+                                       "(stratified, seeded) for validation; epochs report "
+                                       "validation metrics, the best epoch is kept, the test "
+                                       "set is used once at the end (default: none)",
+                                       group="data")
+    # Image folders without train/ and test/ (or val/) sub-folders only.
+    test_split: float | None = fraction(None, "image folders without train/ and test/ "
+                                        "sub-folders: the fraction of each class held out as "
+                                        "the test set (default 0.1)", group="data")
+    # Transfer learning: with pretrained weights the backbone trains frozen for
+    # `freeze_epochs`, then fine-tuned (its last `fine_tune_layers` weighted layers, or all).
+    weights: str = text("none", "the backbone's weights: imagenet (Keras's cache, "
+                        "~/.keras/models), none (random; the whole network trains) or a "
+                        "weights file (default {default})", group="transfer",
+                        metavar="imagenet|none|PATH", allow_empty=False,
+                        expected="imagenet, none or a file's path")
+    freeze_epochs: int = integer(0, "with pretrained weights: train only the new head for the "
+                                 "first N epochs, then fine-tune the backbone (default 0)",
+                                 minimum=0, group="transfer", metavar="N")
+    fine_tune_lr: float | None = number(None, "learning rate once the backbone is unfrozen "
+                                        "(default --lr / 10)", above=0, group="transfer",
+                                        metavar="LR")
+    fine_tune_layers: int | None = integer(None, "fine-tune only the backbone's last N layers "
+                                           "with weights (default: all; batch norms stay "
+                                           "frozen)", minimum=0, group="transfer", metavar="N")
     # Photo augmentation (data/photo_augment.py), after the affine one; 0: off.
-    crop_area: float = 0.0            # random resized crop keeping this share of the area to all
-    brightness: float = 0.0           # largest brightness change, added (0.2: +-0.2)
-    contrast: float = 0.0             # contrast factor from 1 - this to 1 + this
-    saturation: float = 0.0           # saturation factor from 1 - this to 1 + this
-    hue: float = 0.0                  # largest hue rotation, in turns
-    mixup: float = 0.0                # mixup's Beta(a, a) parameter (0: off)
-    cutmix: float = 0.0               # cutmix's Beta(a, a) parameter (0: off)
-    class_weight: str | None = None   # "balanced": loss weights n / (classes * count_c)
+    crop_area: float = fraction(0.0, "photos: random resized crop keeping F to all of the "
+                                "image's area, aspect 3:4 to 4:3, resized back (default 0: "
+                                "off; e.g. 0.35)", group="augmentation",
+                                expected="a fraction from 0 (off) to below 1")
+    brightness: float = number(0.0, "photos: random brightness change of up to F (0-1), "
+                               "added (default 0)", minimum=0, maximum=1,
+                               group="augmentation", metavar="F")
+    contrast: float = number(0.0, "photos: random contrast factor from 1-F to 1+F "
+                             "(default 0)", minimum=0, maximum=1, group="augmentation",
+                             metavar="F")
+    saturation: float = number(0.0, "photos: random saturation factor from 1-F to 1+F "
+                               "(default 0)", minimum=0, maximum=1, group="augmentation",
+                               metavar="F")
+    hue: float = number(0.0, "photos: random hue rotation of up to TURNS (0-0.5) either way "
+                        "(default 0)", minimum=0, maximum=0.5, group="augmentation",
+                        metavar="TURNS", expected="turns from 0 to 0.5")
+    mixup: float = number(0.0, "mixup: blend pairs of images and their labels, weights from "
+                          "Beta(A, A) (default 0: off; e.g. 0.2)", minimum=0,
+                          group="augmentation", metavar="A",
+                          expected="a Beta parameter >= 0 (0: off)")
+    cutmix: float = number(0.0, "cutmix: paste a box of another image, its share from "
+                           "Beta(A, A) (default 0: off; e.g. 1.0); with --mixup, a coin "
+                           "picks one", minimum=0, group="augmentation", metavar="A",
+                           expected="a Beta parameter >= 0 (0: off)")
+    class_weight: str | None = choice(None, ("balanced",), "balanced: weight each class's "
+                                      "loss by n / (classes * its count) in the training "
+                                      "images (imbalanced folders)", group="training")
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size,
-                    "eval_batch_size": self.eval_batch_size,
-                    "steps_per_call": self.steps_per_call}
-        for field, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{field}: expected a positive integer, got {value!r}")
-        for field in ("limit_train", "limit_test", "shuffle_buffer"):
-            value = getattr(self, field)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                      or value < 1):
-                raise ConfigError(f"{field}: expected a positive integer, got {value!r}")
-        for field in ("val_split", "test_split"):
-            value = getattr(self, field)
-            if value is not None and (not isinstance(value, int | float)
-                                      or isinstance(value, bool) or not 0 <= value < 1):
-                raise ConfigError(f"{field}: expected a fraction from 0 to below 1, "
-                                  f"got {value!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule: expected one of {', '.join(SCHEDULES)}, "
-                              f"got {self.schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, "
-                              f"got {self.precision!r}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}, "
-                              f"got {self.strategy!r}")
-        if not isinstance(self.warmup, int | float) or not 0 <= self.warmup < 1:
-            raise ConfigError(f"warmup: expected a fraction from 0 to below 1, got {self.warmup!r}")
-        for field in ("weight_decay", "shift", "rotate", "zoom", "elastic"):
-            value = getattr(self, field)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{field}: expected a number >= 0, got {value!r}")
-        if not isinstance(self.label_smoothing, int | float) or not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing: expected a fraction from 0 to below 1, "
-                              f"got {self.label_smoothing!r}")
-        if (not isinstance(self.ema, int | float) or isinstance(self.ema, bool)
-                or not 0 <= self.ema < 1):
-            raise ConfigError(f"ema: expected a momentum from 0 to below 1, got {self.ema!r}")
-        if not isinstance(self.erase, int | float) or not 0 <= self.erase <= 1:
-            raise ConfigError(f"erase: expected a probability from 0 to 1, got {self.erase!r}")
-        if (not isinstance(self.elastic_sigma, int | float) or isinstance(self.elastic_sigma, bool)
-                or not self.elastic_sigma > 0):
-            raise ConfigError(f"elastic_sigma: expected a number > 0, got {self.elastic_sigma!r}")
-        if self.zoom >= 1:
-            raise ConfigError(f"zoom: expected a fraction below 1, got {self.zoom!r}")
-        if not isinstance(self.lr, int | float) or not self.lr > 0:
-            raise ConfigError(f"lr: expected a positive number, got {self.lr!r}")
-        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
-            raise ConfigError(f"seed: expected a non-negative integer, got {self.seed!r}")
-        self._check_photo_settings()
-
-    def _check_photo_settings(self) -> None:
-        """Transfer-learning, photo-augmentation and class-weight settings."""
-        if not isinstance(self.weights, str) or not self.weights:
-            raise ConfigError(f"weights: expected imagenet, none or a file's path, "
-                              f"got {self.weights!r}")
-        if self.weights.lower() != "none" and not self.model.lower().startswith("keras:"):
-            raise ConfigError(f"weights: expected none for model {self.model!r} (imagenet or "
-                              f"a file only for keras:NAME models), got {self.weights!r}")
-        if (not isinstance(self.freeze_epochs, int) or isinstance(self.freeze_epochs, bool)
-                or self.freeze_epochs < 0):
-            raise ConfigError(f"freeze_epochs: expected an integer >= 0, "
-                              f"got {self.freeze_epochs!r}")
-        if self.fine_tune_layers is not None and (
-                not isinstance(self.fine_tune_layers, int)
-                or isinstance(self.fine_tune_layers, bool) or self.fine_tune_layers < 0):
-            raise ConfigError(f"fine_tune_layers: expected an integer >= 0, "
-                              f"got {self.fine_tune_layers!r}")
-        if self.fine_tune_lr is not None and (
-                not isinstance(self.fine_tune_lr, int | float)
-                or isinstance(self.fine_tune_lr, bool) or not self.fine_tune_lr > 0):
-            raise ConfigError(f"fine_tune_lr: expected a positive number, "
-                              f"got {self.fine_tune_lr!r}")
-        if (not isinstance(self.crop_area, int | float) or isinstance(self.crop_area, bool)
-                or not 0 <= self.crop_area < 1):
-            raise ConfigError(f"crop_area: expected a fraction from 0 (off) to below 1, "
-                              f"got {self.crop_area!r}")
-        for field in ("brightness", "contrast", "saturation"):
-            value = getattr(self, field)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
-                raise ConfigError(f"{field}: expected a number from 0 to 1, got {value!r}")
-        if (not isinstance(self.hue, int | float) or isinstance(self.hue, bool)
-                or not 0 <= self.hue <= 0.5):
-            raise ConfigError(f"hue: expected turns from 0 to 0.5, got {self.hue!r}")
-        for field in ("mixup", "cutmix"):
-            value = getattr(self, field)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{field}: expected a Beta parameter >= 0 (0: off), "
-                                  f"got {value!r}")
-        if self.cache not in (None, *CACHES):
-            raise ConfigError(f"cache: expected one of {', '.join(CACHES)}, got {self.cache!r}")
-        if self.class_weight not in (None, "balanced"):
-            raise ConfigError(f"class_weight: expected balanced, got {self.class_weight!r}")
+        normalise(self, SETTINGS)
+        validate(self, SETTINGS)
+        if self.cache == "none":  # the old name of "stream": one meaning per name
+            object.__setattr__(self, "cache", "stream")
+        for check in CROSS_CHECKS:
+            check(self)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some settings changed (validated again)."""
@@ -188,11 +212,35 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a dict such as config.json's; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
         if str(data.get("dataset", "")).startswith("folder:") and "test_split" not in data:
             # Saved before test_split existed, when a folder's val_split was its test split.
             data = {**data, "test_split": data.get("val_split"), "val_split": None}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - set(SETTINGS))
         if unknown:
             raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except SettingError as exc:  # the file's key, not a flag, is what to fix
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def _weights_need_a_backbone(config: TrainConfig) -> None:
+    """Pretrained weights belong to a keras.applications backbone, not a notation model."""
+    if config.weights.lower() != "none" and not config.model.lower().startswith("keras:"):
+        raise SettingError("weights", f"{{setting}}: expected none for model {config.model!r} "
+                           f"(imagenet or a file only for keras:NAME models), "
+                           f"got {config.weights!r}")
+
+
+def _early_stop_needs_validation(config: TrainConfig) -> None:
+    """Patience is counted on the validation loss: no validation split, nothing to count."""
+    if config.early_stop and not config.val_split:
+        raise SettingError("early_stop", "{setting}: needs a validation split to watch "
+                                         "(--val-split F or val_split=F, e.g. 0.1)")
+
+
+# Checks between settings, run after each setting passed its own.
+CROSS_CHECKS = (_weights_need_a_backbone, _early_stop_needs_validation)
+
+# Every field's Setting (a field declared without one fails here, at import).
+SETTINGS: dict[str, Setting] = settings_of(TrainConfig)

@@ -32,6 +32,16 @@ class RunDirError(TfcnnError):
     """A run directory that is missing files or cannot be resumed."""
 
 
+class ImageError(TfcnnError):
+    """An image that cannot be used: not an image, truncated, empty, too large, or an array
+    of the wrong shape, type or range."""
+
+
+class ImageTooLarge(ImageError):
+    """An image whose decoded pixels would exceed the memory allowed for one image
+    (the server answers 413 for it)."""
+
+
 class TrainingInterrupted(TfcnnError):
     """Training stopped by SIGINT or SIGTERM after saving a checkpoint."""
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from tfcnn.core.config import TrainConfig
+from tfcnn.core.durations import parse_duration
 from tfcnn.core.errors import ConfigError
+from tfcnn.core.settings import SettingError
 
 PRESETS: dict[str, dict[str, Any]] = {
     # TrainConfig's own defaults: the tutorial's run.
@@ -52,14 +54,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # resized crop (50-100% of the area) with the mirror folded in and mild colour jitter,
     # one-cycle AdamW, label smoothing, bfloat16 where native. Validation accuracy by epochs
     # (seed 1): 8: 54-59%, 20: 76.5%, 30: 79.3%, 40: 82.2% (still rising: limited by epochs,
-    # not overfitting); 40 epochs of all 6,000 images take ~14 minutes on the 2-core Xeon, inside
-    # the issue's 15 (24 epochs gave a 79.5% test median). docs/benchmarks.md, "--preset photo".
+    # not overfitting). 40 epochs of all 6,000 images took ~14 minutes on the 2-core Xeon and
+    # ~30 on an AVX2-only EPYC, so the recipe is a 15-minute budget, not an epoch count: a
+    # slower CPU trains fewer epochs (training/budget.py). docs/benchmarks.md, "--preset photo".
     "photo": {
         "model": "32C3p-BN-R32-P2-R64S2-R128S2-GAP-D10",
         "image_size": "48",
         "grayscale": False,
         "batch_size": 64,
-        "epochs": 40,
+        "time_budget": 900.0,
+        "epochs": 40,  # with --time-budget none
         "lr": 0.003,
         "schedule": "onecycle",
         "warmup": 0.2,
@@ -136,6 +140,35 @@ def adam_betas(config: TrainConfig) -> tuple[float, float]:
     return ADAM_BETAS.get(config.preset or "", (0.9, 0.999))
 
 
+# With a time budget and no --epochs, the budget alone decides (training/budget.py); this
+# is only a bound on a plan that would otherwise be unbounded on a tiny dataset.
+BUDGET_MAX_EPOCHS = 1000
+
+
+def _budget_epochs(recipe: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """`recipe` under `given`; with a time budget, `epochs` (the most to train) is the
+    one given, else BUDGET_MAX_EPOCHS: a recipe's epochs are for runs without a budget."""
+    settings = {**recipe, **given}
+    if _has_budget(settings.get("time_budget")) and "epochs" not in given:
+        settings["epochs"] = BUDGET_MAX_EPOCHS
+    return settings
+
+
+def _has_budget(value: Any) -> bool:
+    """Whether a time_budget setting asks for a budget ("none" does not); a value that is
+    not a duration counts as one here, and TrainConfig refuses it."""
+    try:
+        return parse_duration(value) is not None
+    except ConfigError:
+        return True
+
+
+def preset_network(name: str, dataset: str) -> str | None:
+    """The network `name`'s recipe trains on `dataset` (None: the default's), as written."""
+    recipe = {**PRESETS.get(name, {}), **DATASET_PRESETS.get((name, dataset), {})}
+    return recipe.get("model")
+
+
 def config_from_preset(name: str | None, given: dict[str, Any],
                        cpuinfo: str | Path = "/proc/cpuinfo") -> TrainConfig:
     """TrainConfig from a preset's settings overridden by the explicitly `given` ones.
@@ -144,11 +177,13 @@ def config_from_preset(name: str | None, given: dict[str, Any],
     natively (read from `cpuinfo`), in float32 elsewhere; `--precision` still wins.
     """
     if name is None:
-        return TrainConfig(**given)
+        return TrainConfig(**_budget_epochs({}, given))
     if name not in PRESETS:
-        raise ConfigError(f"--preset {name!r}: unknown (known: {', '.join(sorted(PRESETS))})")
+        raise SettingError("preset", f"{{setting}} {name!r}: unknown (known: "
+                                     f"{', '.join(sorted(PRESETS))})")
     dataset = given.get("dataset", TrainConfig.dataset)
     for_dataset = DATASET_PRESETS.get((name, dataset), {})
     native = ({"precision": "mixed_bfloat16"}
               if name in BFLOAT16_WHERE_NATIVE and cpu_bfloat16_flags(cpuinfo) else {})
-    return TrainConfig(**{**PRESETS[name], **for_dataset, **native, **given, "preset": name})
+    recipe = {**PRESETS[name], **for_dataset, **native}
+    return TrainConfig(**{**_budget_epochs(recipe, given), "preset": name})

@@ -62,6 +62,25 @@ class RunDir:
         return self.path / "logs"
 
 
+class RunFinished(RunDirError):
+    """Resuming a run that has trained all the epochs it was asked for, or that stopped
+    early (`stopped`: why, e.g. --early-stop's patience ran out)."""
+
+    def __init__(self, path: Path, done: int, epochs: int, more: str = "epochs=N",
+                 stopped: str | None = None) -> None:
+        self.path, self.done, self.epochs, self.stopped = path, done, epochs, stopped
+        super().__init__(self.describe(more))
+
+    def describe(self, more: str) -> str:
+        """The message, with `more` spelling the setting to raise (`--epochs N`, `epochs=N`)."""
+        if self.stopped:
+            return f"{self.path}: already finished: {self.stopped}; nothing left to train"
+        trained = (f"already trained {self.done} of {self.epochs} epochs"
+                   if self.done == self.epochs else
+                   f"already trained {self.done} epochs, more than the {self.epochs} asked for")
+        return f"{self.path}: {trained}; pass {more} (more than {self.done}) to train further"
+
+
 def resolve_model_file(path: str | Path) -> Path:
     """The `.keras` file for a command's `RUN_DIR|MODEL` argument."""
     path = Path(path)
@@ -112,24 +131,33 @@ def read_config(run: RunDir) -> TrainConfig:
     return TrainConfig.from_dict(data, source=str(run.config))
 
 
-def read_epoch_records(run: RunDir) -> list[dict[str, Any]]:
-    """The per-epoch records in metrics.json, or [] when there is none yet."""
+def read_metrics(run: RunDir) -> dict[str, Any]:
+    """metrics.json as a dict, or {} when there is none yet."""
     try:
         data = json.loads(run.metrics_json.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return []
+        return {}
     except (OSError, json.JSONDecodeError) as exc:
         raise RunDirError(f"{run.metrics_json}: not readable JSON ({exc})") from None
-    return list(data.get("epochs", []))
+    if not isinstance(data, dict):
+        raise RunDirError(f"{run.metrics_json}: expected a JSON object")
+    return data
+
+
+def read_epoch_records(run: RunDir) -> list[dict[str, Any]]:
+    """The per-epoch records in metrics.json, or [] when there is none yet."""
+    return list(read_metrics(run).get("epochs", []))
 
 
 def write_metrics(run: RunDir, dataset: str, model: str, epochs: list[dict[str, Any]],
                   train_seconds: float, *, final_test: tuple[float | None, float | None] | None
-                  = None, best_epoch: int | None = None) -> None:
+                  = None, best_epoch: int | None = None,
+                  extra: dict[str, Any] | None = None) -> None:
     """metrics.json (the shape tools read) and metrics.csv, both atomically.
 
     `final_test` (loss, accuracy) and `best_epoch` come from a run with a validation set,
     whose epochs carry val_loss/val_accuracy and whose test set is used once, at the end.
+    `extra`: the run's other facts (a time budget's plan, why it stopped early).
     """
     summary: dict[str, Any] = {
         "dataset": dataset,
@@ -141,6 +169,7 @@ def write_metrics(run: RunDir, dataset: str, model: str, epochs: list[dict[str, 
     if final_test is not None:
         summary["test_accuracy"] = _round(final_test[1])
         summary.update(test_loss=_round(final_test[0]), best_epoch=best_epoch)
+    summary.update(extra or {})
     atomic_write_json(run.metrics_json, summary)
     fields = EPOCH_FIELDS + tuple(f for f in VAL_FIELDS if any(f in e for e in epochs))
     buffer = io.StringIO()
@@ -157,22 +186,37 @@ _STALE_FILE = re.compile(r"^\..+\.tmp(\.\w+)?$")
 _STALE_CHECKPOINT = re.compile(r"^(ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]{32})$")
 
 
+def update_metrics(run: RunDir, **facts: Any) -> None:
+    """Add run-level `facts` to an existing metrics.json (atomically)."""
+    atomic_write_json(run.metrics_json, {**read_metrics(run), **facts})
+
+
 def clean_stale_temp_files(run: RunDir) -> list[str]:
     """Remove the leftovers of writes a kill interrupted; return their names (relative).
 
     Call only when no other process writes to `run` (on resume, before training starts).
     """
-    removed: list[str] = []
-    found = [(run.path, p) for p in _listing(run.path) if _STALE_FILE.match(p.name)
+    found = [p for p in _listing(run.path) if _STALE_FILE.match(p.name)
              and p.is_file() and not p.is_symlink()]
-    found += [(run.path, p) for p in _listing(run.checkpoints) if _STALE_CHECKPOINT.match(p.name)]
-    for base, path in found:
+    for path in found:
+        path.unlink(missing_ok=True)
+    removed = found + remove_partial_checkpoints(run.checkpoints)
+    return sorted(str(path.relative_to(run.path)) for path in removed)
+
+
+def remove_partial_checkpoints(folder: Path) -> list[Path]:
+    """Remove TensorFlow's part-written checkpoint folders (`ckpt-3_temp/`) and state files
+    (`checkpoint.tmp<hex>`) from `folder`; return what was removed.
+
+    Call only when no other process saves there (a failed save's own leftovers, or on resume).
+    """
+    found = [p for p in _listing(folder) if _STALE_CHECKPOINT.match(p.name)]
+    for path in found:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-        removed.append(str(path.relative_to(base)))
-    return sorted(removed)
+    return found
 
 
 def _listing(folder: Path) -> list[Path]:
@@ -186,12 +230,25 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name (/proc/cpuinfo "model name", else `platform.processor()`), or ""."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux, or no /proc
+        text = ""
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def library_versions() -> dict[str, str]:
-    """Versions recorded in config.json (imports TensorFlow: call only when training)."""
+    """Versions recorded in config.json, and the CPU that trained (`tfcnn runs` shows it;
+    imports TensorFlow: call only when training)."""
     import keras
     import numpy
     import tensorflow
 
     return {"tfcnn": __version__, "tensorflow": tensorflow.__version__,
             "keras": keras.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "cpu": cpu_model()}

@@ -13,8 +13,8 @@ its header fails only when decoded: it is then fed as a black image and recorded
 `failures` (shared by every view of the same folder), which training reports.
 
 Example:
-    >>> files = ImageFiles(["a.jpg", "b.jpg"], 48, 48, 3)  # doctest: +SKIP
-    >>> files.shape, files[1:].shape  # doctest: +SKIP
+    >>> files = ImageFiles(["a.jpg", "b.jpg"], 48, 48, 3)
+    >>> files.shape, files[1:].shape
     ((2, 48, 48, 3), (1, 48, 48, 3))
 """
 

@@ -204,6 +204,12 @@ def _class_dirs(root: Path) -> list[os.DirEntry[str]]:
     return class_dirs
 
 
+def class_folder_names(root: Path | str) -> tuple[str, ...]:
+    """The class names of an image folder (its sub-folders, in the order training labels
+    them), read without opening any image; `DatasetError` as `scan_image_folder` gives."""
+    return tuple(e.name for e in _class_dirs(Path(root)))
+
+
 def scan_image_folder(root: Path | str) -> FolderScan:
     """List an image folder's files per class without decoding any (see module doc).
 

@@ -89,10 +89,6 @@ def _copy_in(folder: Path, info: DatasetInfo) -> Path | None:
     return folder if any(find_file(folder, f) is not None for f in info.files) else None
 
 
-def _has_files(folder: Path, info: DatasetInfo) -> bool:
-    return _copy_in(folder, info) is not None
-
-
 def _data_dir_folders(root: Path, info: DatasetInfo) -> list[Path]:
     return [root / d for d in info.dir_names] + [root]
 

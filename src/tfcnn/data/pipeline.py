@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcnn.data.files import ImageFiles
+from tfcnn.images.preprocessor import scale_pixels
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -51,7 +52,8 @@ def _without_autotune(batches: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def _scale(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    images = tf.cast(images, tf.float32) / 255.0
+    # The model's own Preprocessor scales through the same function: one scaling.
+    images = scale_pixels(images)
     return images[..., tf.newaxis] if images.shape.rank == 3 else images, labels
 
 
@@ -137,20 +139,30 @@ def cache_file(folder: Path, part: str, files: ImageFiles) -> Path:
     The name holds a digest of the files' paths, sizes, times and the image shape, so a
     changed folder or size gets a new cache; a cache left unfinished (its `.index` file
     missing: the run was stopped during its first pass) is removed, or tf.data would refuse
-    to write it again ("concurrent caching iterator").
+    to write it again ("concurrent caching iterator"). A file gone since its header check
+    counts as missing here; decoding it then feeds black and records it, as streaming does.
     """
     import hashlib
 
     digest = hashlib.sha256(repr(files.image_shape).encode())
     for path in files.paths:
-        info = os.stat(path)
-        digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        digest.update(_file_stamp(path))
     prefix = folder / f"{part}-{digest.hexdigest()[:16]}"
     if not Path(f"{prefix}.index").exists():
         for stale in folder.glob(f"{prefix.name}*"):
             stale.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     return prefix
+
+
+def _file_stamp(path: str | bytes) -> bytes:
+    """A file's path, size and time for the cache digest (the path's bytes as the system
+    spells them, so a name that is not UTF-8 has one too); a missing file is marked so."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return os.fsencode(path) + b"\0missing\n"
+    return os.fsencode(path) + f"\0{info.st_size}\0{info.st_mtime_ns}\n".encode()
 
 
 def failures_of(*images: Any) -> list[tuple[str, str]]:

@@ -76,6 +76,9 @@ class DatasetInfo:
     format: str = "idx"
     archive: DatasetFile | None = None
     archive_dir: str = ""
+    # The host-side step a model trained on it gives user images (tfcnn.images.prepare
+    # PREPARE_STEPS): "mnist" for handwritten digits, None for everything else.
+    prepare: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -120,6 +123,7 @@ _MNIST = DatasetInfo(
     keras_cache="mnist.npz",
     system_dirs=("/usr/share/datasets/mnist",),
     dir_names=("mnist",),
+    prepare="mnist",
 )
 
 _FASHION_MNIST = DatasetInfo(
@@ -183,6 +187,14 @@ _ALIASES = MappingProxyType({"fashion-mnist": "fashion_mnist", "cifar-10": "cifa
 def dataset_names() -> list[str]:
     """Canonical names of the known datasets, in registry order."""
     return list(_REGISTRY)
+
+
+def prepare_step(dataset: str) -> str | None:
+    """The host-side preparation step for models trained on `dataset` (a registered name;
+    None for image folders, in-memory data and unknown names)."""
+    key = dataset.strip().lower()
+    info = _REGISTRY.get(_ALIASES.get(key, key))
+    return None if info is None else info.prepare
 
 
 def get_dataset_info(name: str) -> DatasetInfo:

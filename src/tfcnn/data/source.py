@@ -17,6 +17,7 @@ from typing import Any
 from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import ConfigError, DatasetError
 from tfcnn.data.folders import (
+    class_folder_names,
     load_image_folder,
     parse_folder_spec,
     parse_image_size,
@@ -28,7 +29,7 @@ from tfcnn.data.split import stratified_split
 
 DEFAULT_TEST_SPLIT = 0.1  # of each class, for folders without a test/ split
 # --cache: whether a folder is streamed from disk (None: by size, see folders.MEMORY_BYTES).
-STREAMS: dict[str | None, bool | None] = {"memory": False, "disk": True, "none": True,
+STREAMS: dict[str | None, bool | None] = {"memory": False, "disk": True, "stream": True,
                                           None: None}
 
 
@@ -80,6 +81,16 @@ def with_validation_split(dataset: LoadedDataset, fraction: float | None,
     return dataclasses.replace(dataset, x_train=dataset.x_train[kept],
                                y_train=dataset.y_train[kept], x_val=dataset.x_train[held],
                                y_val=dataset.y_train[held])
+
+
+def class_names_of(config: TrainConfig) -> tuple[str, ...]:
+    """The class names of `config`'s dataset, known before any image is read: a registered
+    dataset's, or an image folder's sub-folder names (of its train/ split if it has one)."""
+    root = parse_folder_spec(config.dataset)
+    if root is None:
+        return get_dataset_info(config.dataset).class_names
+    dirs = split_dirs(root)
+    return class_folder_names(root if dirs is None else dirs[0])
 
 
 def load_training_data(config: TrainConfig, data_dir_origin: str = "--data-dir",

@@ -1,7 +1,7 @@
 """`tfcnn evaluate` of an ensemble (several models) and/or with test-time augmentation (TTA).
 
 Every member runs on the same test set. Its class probabilities (with TTA: averaged over
-shifted copies of each image, `tfcnn.evaluation.tta`) are averaged over the members, and the
+shifted copies of each image, `tfcnn.models.tta`) are averaged over the members, and the
 report is the one `tfcnn.evaluation.report` writes, computed from those averaged
 probabilities, with each member's own accuracy and loss added. Members must share the
 dataset, class names and image shape; the first one that does not is named in a one-line error.
@@ -18,60 +18,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
-from tfcnn.core.errors import ModelSpecError, TfcnnError
+from tfcnn.core.errors import ModelSpecError
 from tfcnn.data.files import ImageFiles
 from tfcnn.evaluation import report as ev
-from tfcnn.evaluation.tta import DEFAULT_SHIFTS, Shift, average_probabilities, tta_probabilities
-from tfcnn.models.loader import load_checked_model
+from tfcnn.evaluation.calibration import probability_report
+from tfcnn.models.trained import TrainedModel
+from tfcnn.models.tta import DEFAULT_SHIFTS, average_probabilities
 
 PROBABILITY_FLOOR = 1e-7
 JSON_KEYS = ("members", "tta")  # what `--json` adds to evaluate's four keys here
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    # float64: float32 probabilities underflow to 0 for a logit gap of ~104, and the log of
-    # an averaged 0 would be an infinite loss.
-    z = logits.astype(np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def model_probabilities(model: keras.Model, images: np.ndarray,
-                        shifts: Sequence[Shift] | None = None,
-                        batch_size: int = ev.BATCH_SIZE, mirror: bool = False) -> np.ndarray:
-    """float64 (N, classes) probabilities of uint8 `images` (N, H, W[, C]).
-
-    Images are scaled by the training pipeline's own test batches; with `shifts`, the
-    probabilities are averaged over the shifted copies (zero-filled, before scaling).
-    """
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return _softmax(ev.model_logits(model, batch, batch_size))
-
-    return tta_probabilities(predict, images, shifts, mirror) if shifts else predict(images)
-
-
-def trained_with_mirroring(model_file: Path) -> bool:
-    """True when the model's run trained with --hflip (its TTA then adds mirrored views)."""
-    run = ev.run_dir_of(model_file)
-    if run is None or not run.config.is_file():
-        return False
-    from tfcnn.core.rundir import read_config
-
-    try:
-        return read_config(run).hflip
-    except TfcnnError:  # an unreadable config.json only costs the mirrored views
-        return False
-
-
-def tta_mirrors(model_file: Path, model: keras.Model) -> bool:
-    """Whether TTA adds mirrored views: for runs trained with --hflip, unless the network is
-    mirror-invariant by construction (the mirrored views would repeat the plain ones)."""
-    from tfcnn.models.mirror import is_mirror_invariant
-
-    return trained_with_mirroring(model_file) and not is_mirror_invariant(model)
+def model_probabilities(model: TrainedModel, images: Any, tta: bool = False) -> np.ndarray:
+    """float64 (N, classes) probabilities of uint8 `images` (N, H, W[, C]) or `ImageFiles`,
+    from the model's one inference path, batch by batch (with `tta`, averaged over shifted,
+    and for --hflip runs mirrored, copies of each image)."""
+    parts = [model.predict_proba(batch, tta=tta) for batch in ev.image_batches(images)]
+    return np.concatenate(parts) if parts else np.zeros((0, len(model.class_names)))
 
 
 def per_image_loss(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -87,14 +52,15 @@ def scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
             "test_loss": round(float(per_image_loss(probs, labels).mean()), 6)}
 
 
-def _check_member(file: Path, model: keras.Model, name: str, first_file: Path,
-                  first: keras.Model, first_name: str) -> None:
+def _check_member(model: TrainedModel, name: str, first: TrainedModel,
+                  first_name: str) -> None:
     for what, mine, theirs in (("dataset", name, first_name),
                                ("class names", list(model.class_names), list(first.class_names)),
                                ("image shape", tuple(model.image_shape),
                                 tuple(first.image_shape))):
         if mine != theirs:
-            raise ModelSpecError(f"{file}: {what} {mine!r}, but {theirs!r} for {first_file}; "
+            raise ModelSpecError(f"{model.path}: {what} {mine!r}, but {theirs!r} for "
+                                 f"{first.path}; "
                                  "ensemble members must share the dataset, class names and "
                                  "image shape")
 
@@ -115,59 +81,50 @@ def _check_same_images(file: Path, test: ev.EvalSet, first_file: Path,
                              "--dataset folder:PATH with one test folder for every member")
 
 
-def evaluate_ensemble(model_files: Sequence[Path], *, out_dir: Path, dataset: str | None = None,
-                      data_dir: str | None = None, tta: bool = False,
-                      shifts: Sequence[Shift] = DEFAULT_SHIFTS) -> dict[str, Any]:
-    """`ensemble_evaluation`, with its report folder written to `out_dir`; the report."""
-    return ensemble_evaluation(model_files, dataset=dataset, data_dir=data_dir, tta=tta,
-                               shifts=shifts).write(Path(out_dir))
-
-
-def ensemble_evaluation(model_files: Sequence[Path], *, dataset: str | None = None,
-                        data_dir: str | None = None, tta: bool = False,
-                        shifts: Sequence[Shift] = DEFAULT_SHIFTS) -> ev.Evaluation:
-    """Evaluate the average of `model_files` (one or more; with `tta`, of their TTA
+def ensemble_evaluation(models: Sequence[TrainedModel], *, dataset: str | None = None,
+                        data_dir: str | None = None, tta: bool = False) -> ev.Evaluation:
+    """Evaluate the average of `models` (one or more; with `tta`, of their TTA
     probabilities); nothing is written.
 
     The report is `tfcnn.evaluation.report`'s, plus "members" (each one's "model_file",
     "test_accuracy", "test_loss", and with TTA "tta_test_accuracy", "tta_test_loss") and
     "tta" (None, or {"shifts": [[dy, dx], ...]}); "model_file" when there is one model.
     """
-    files = [Path(f) for f in model_files]
     members: list[dict[str, Any]] = []
     member_probs: list[np.ndarray] = []
     test: ev.EvalSet | None = None
-    for file in files:
-        model = load_checked_model(file)
-        name = dataset or getattr(model, "dataset", "")
+    for model in models:
+        name = dataset or model.dataset
         if test is None:
-            first_file, first_model, first_name = file, model, name
+            first, first_name = model, name
         else:  # a mismatch is refused before this member's data is loaded
-            _check_member(file, model, name, first_file, first_model, first_name)
-        member_test = ev.test_set_for(file, model, dataset, data_dir, ev.run_dir_of(file))
+            _check_member(model, name, first, first_name)
+        run = ev.run_dir_of(model.path) if model.path is not None else None
+        member_test = ev.test_set_for(model, dataset, data_dir, run)
         if test is None:
             test = member_test
         else:
-            _check_same_images(file, member_test, first_file, test)
+            _check_same_images(model.path, member_test, first.path, test)
         plain = model_probabilities(model, test.images)
-        members.append({"model_file": str(file), **scores(plain, test.labels)})
+        members.append({"model_file": str(model.path), **scores(plain, test.labels)})
         if tta:
-            mirror = tta_mirrors(file, model)
-            probs = model_probabilities(model, test.images, shifts, mirror=mirror)
+            probs = model_probabilities(model, test.images, tta=True)
             members[-1].update({f"tta_{k}": v for k, v in scores(probs, test.labels).items()},
-                               tta_mirror=mirror)
+                               tta_mirror=model.tta_mirror)
         member_probs.append(probs if tta else plain)
     if test is None:
         raise ModelSpecError("nothing to evaluate: an ensemble needs at least one model")
     probs = average_probabilities(member_probs)
-    report: dict[str, Any] = {"model_file": str(files[0])} if len(files) == 1 else {}
+    report: dict[str, Any] = {"model_file": str(models[0].path)} if len(models) == 1 else {}
     mirrored = any(m.get("tta_mirror") for m in members)
-    report.update(members=members, tta={"shifts": [list(s) for s in shifts], "mirror": mirrored}
-                  if tta else None)
+    report.update(members=members, tta={"shifts": [list(s) for s in DEFAULT_SHIFTS],
+                                        "mirror": mirrored} if tta else None)
     report.update(ev.build_report(test, probs, probs.argmax(axis=1),
                                   per_image_loss(probs, test.labels)))
+    report.update(probability_report(probs, test.labels))
     # One model's training curves describe it; an ensemble's members have one each.
-    run = ev.run_dir_of(files[0]) if len(files) == 1 else None
+    run = (ev.run_dir_of(models[0].path) if len(models) == 1 and models[0].path is not None
+           else None)
     return ev.Evaluation(report, test, probs, run, heading(report))
 
 
@@ -193,11 +150,6 @@ def heading(report: dict[str, Any]) -> list[str]:
         elif tta:  # one model: the report below is its TTA figures; these are its plain ones
             lines.append(f"Without TTA: {own}")
     return lines
-
-
-def format_ensemble(report: dict[str, Any]) -> str:
-    """The text report of `evaluate_ensemble`: `heading`, then evaluate's sections."""
-    return ev.format_evaluation(report, heading(report))
 
 
 def default_report_dir(first_source: str | Path, members: int, tta: bool) -> Path:

@@ -1,4 +1,5 @@
-"""The evaluation report's figures: confusion matrix, highest-loss images, training curves.
+"""The evaluation report's figures: confusion matrix, highest-loss images, training curves,
+reliability diagram.
 
 Each function draws one matplotlib figure and writes it as a PNG atomically. Figures are
 made with `matplotlib.figure.Figure` on an explicit Agg canvas, never through pyplot: no
@@ -178,4 +179,34 @@ def training_curves_figure(epochs: list[dict[str, Any]],
     acc_ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     fig.suptitle(title, fontsize=13)
     FigureCanvasAgg(fig)  # renders with Agg, whatever pyplot uses
+    return fig
+
+
+def reliability_figure(bins: list[dict[str, Any]], title: str = "Reliability",
+                       ece: float | None = None) -> Figure:
+    """The reliability diagram: accuracy against mean confidence per confidence bin
+    (`tfcnn.evaluation.calibration.reliability_bins`), the diagonal being perfect
+    calibration; beneath it, how many images fall in each bin."""
+    if not bins:
+        raise ValueError("bins: no images to draw a reliability diagram from")
+    fig = Figure(figsize=(5.5, 6.2), layout="constrained")
+    ax, counts = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    widths = [b["high"] - b["low"] for b in bins]
+    ax.bar(centres, [b["accuracy"] for b in bins], width=widths, edgecolor="black",
+           alpha=0.7, label="accuracy")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o",
+            color="tab:red", label="mean confidence")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.set_ylabel("Accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    ax.set_title(title + (f" (ECE {ece:.4f})" if ece is not None else ""))
+    counts.bar(centres, [b["count"] for b in bins], width=widths, edgecolor="black")
+    counts.set_yscale("log")
+    counts.set_xlabel("Confidence (top probability)")
+    counts.set_ylabel("Images")
+    FigureCanvasAgg(fig)
     return fig

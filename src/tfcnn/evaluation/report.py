@@ -1,15 +1,15 @@
 """Evaluating a trained model on a test set: metrics, the text report and the report folder.
 
-`evaluate_model` is what `tfcnn evaluate` calls: it loads the model and the test set, runs
-the model in batches, and writes the report folder (evaluation.json, evaluation.txt and
-the PNG figures of `tfcnn.evaluation.plots`). `format_evaluation` renders a report as text.
-`build_report` and `Evaluation` (figures, writing) are shared with `tfcnn.evaluation.ensemble`
-(ensembles, TTA). `evaluate_loaded` evaluates a model already loaded and writes nothing.
-The metric helpers live in `tfcnn.evaluation.metrics` (plain numpy).
+`evaluate_loaded(model)` evaluates a `TrainedModel` (`tfcnn.models.trained`: the one
+inference path) on a test set and writes nothing; `Evaluation.write` saves the report folder
+(evaluation.json, evaluation.txt and the PNG figures of `tfcnn.evaluation.plots`).
+`format_evaluation` renders a report as text. `build_report` and `Evaluation` are shared
+with `tfcnn.evaluation.ensemble` (ensembles, TTA). The metric helpers live in
+`tfcnn.evaluation.metrics` (plain numpy).
 
 The test loss is defined as in training (`tfcnn.training.loop`): the mean over images of the
-sparse categorical cross-entropy computed from the logits, on inputs scaled by the same
-pipeline, so it agrees with the last epoch's `test_loss` in metrics.json.
+cross-entropy of the model's uncalibrated softmax, so it agrees with the last epoch's
+`test_loss` in metrics.json; the calibrated figures are reported beside it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -26,10 +25,12 @@ from tfcnn.core.errors import ConfigError, DatasetError, ModelSpecError, RunDirE
 from tfcnn.core.fsutil import atomic_write_json, atomic_write_text
 from tfcnn.core.rundir import RunDir, read_config, read_epoch_records
 from tfcnn.data import pipeline
+from tfcnn.data.files import ImageFiles
 from tfcnn.data.folders import load_image_folder, parse_folder_spec, split_dirs
 from tfcnn.data.locate import load_dataset
 from tfcnn.data.registry import get_dataset_info
 from tfcnn.data.source import load_training_data
+from tfcnn.evaluation.calibration import calibration_report
 from tfcnn.evaluation.metrics import (
     average_metrics,
     confusion_matrix,
@@ -38,18 +39,38 @@ from tfcnn.evaluation.metrics import (
 )
 from tfcnn.evaluation.plots import (
     confusion_matrix_figure,
+    reliability_figure,
     save_figure,
     training_curves_figure,
     worst_images_figure,
 )
 from tfcnn.evaluation.text import TOP_K, format_evaluation
-from tfcnn.models.loader import load_checked_model
+from tfcnn.models.trained import TrainedModel, log_softmax, softmax
 
-BATCH_SIZE = 1000  # images per forward pass: any size gives the same numbers
+BATCH_SIZE = 1000  # test images decoded and handed to the model at once
 WORST_IMAGES = 25  # tiles in worst_images.png (a 5 x 5 grid)
 
 
 # --- running the model -------------------------------------------------------------------
+
+def data_tag(dataset: str) -> str:
+    """A folder-name tag for a dataset setting: "fashion_mnist", "folder-pets" (the folder's
+    name), for report folders of evaluations on other data."""
+    import re
+
+    root = parse_folder_spec(dataset)
+    name = f"folder-{Path(root).name}" if root is not None else dataset.strip().lower()
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-") or "data"
+
+
+def is_own_dataset(model: TrainedModel, dataset: str) -> bool:
+    """Whether `dataset` names the data `model` was trained on (its test set)."""
+    own, root = model.dataset, parse_folder_spec(dataset)
+    if root is None:
+        return get_dataset_info(dataset).name == own
+    own_root = parse_folder_spec(own) if own else None
+    return own_root is not None and Path(own_root).resolve() == Path(root).resolve()
+
 
 def run_dir_of(model_file: Path) -> RunDir | None:
     """The run directory holding `model_file` as its model.keras, else None."""
@@ -70,14 +91,14 @@ class EvalSet:
     skipped: int = 0  # unreadable files left out of an image folder
 
 
-def _check_fit(model_file: Path, model: keras.Model, name: str, classes: int,
+def _check_fit(model: TrainedModel, name: str, classes: int,
                image_shape: tuple[int, ...]) -> None:
-    outputs = int(model.stack[-1].units) if hasattr(model, "stack") else len(model.class_names)
+    outputs = len(model.class_names)
     if outputs != classes:
-        raise ModelSpecError(f"{model_file}: the model gives {outputs} class outputs, but "
+        raise ModelSpecError(f"{model.path}: the model gives {outputs} class outputs, but "
                              f"dataset {name!r} has {classes} classes")
     if tuple(model.image_shape) != tuple(image_shape):
-        raise ModelSpecError(f"{model_file}: the model takes images of shape "
+        raise ModelSpecError(f"{model.path}: the model takes images of shape "
                              f"{tuple(model.image_shape)}, but dataset {name!r} has "
                              f"{tuple(image_shape)}")
 
@@ -88,7 +109,7 @@ def info_shape(info: Any) -> tuple[int, ...]:
     return shape if len(shape) == 3 else (*shape, 1)
 
 
-def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str | None,
+def load_test_set(model: TrainedModel, name: str, data_dir: str | None,
                   run: RunDir | None) -> EvalSet:
     """The test images for `name`, checked against the model before any slow loading.
 
@@ -100,10 +121,10 @@ def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str
     if root is None:
         info = get_dataset_info(name)
         # Known from the registry alone: refuse a mismatch before reading 50 MB of images.
-        _check_fit(model_file, model, info.name, info.num_classes, info_shape(info))
+        _check_fit(model, info.name, info.num_classes, info_shape(info))
         # Same count, other classes (an MNIST model on Fashion-MNIST) would score garbage.
         if model.class_names and tuple(model.class_names) != tuple(info.class_names):
-            raise ModelSpecError(f"{model_file}: the model's classes {list(model.class_names)} "
+            raise ModelSpecError(f"{model.path}: the model's classes {list(model.class_names)} "
                                  f"are not {info.name}'s {list(info.class_names)}; evaluate "
                                  "it on the dataset it was trained on")
         origin = "--data-dir"
@@ -129,38 +150,43 @@ def load_test_set(model_file: Path, model: keras.Model, name: str, data_dir: str
     # A folder's labels are its sorted sub-folder names: another set of names (or order)
     # would pair the model's outputs with the wrong classes.
     if model.class_names and tuple(model.class_names) != data.class_names:
-        raise ModelSpecError(f"{model_file}: the model's classes {list(model.class_names)} "
+        raise ModelSpecError(f"{model.path}: the model's classes {list(model.class_names)} "
                              f"differ from {root}'s sub-folders {list(data.class_names)}")
     shape = (*images.shape[1:3], images.shape[3] if images.ndim == 4 else 1)
-    _check_fit(model_file, model, name, len(data.class_names), shape)
+    _check_fit(model, name, len(data.class_names), shape)
     return EvalSet(data.name, images, labels, data.class_names, data.source, len(skipped))
 
 
-def model_logits(model: keras.Model, images: np.ndarray,
-                 batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """float32 (N, classes) logits of uint8 `images` (N, H, W[, C]), in order."""
-    # The training pipeline's own test batches: identical scaling and channel axis.
+def image_batches(images: Any, batch_size: int = BATCH_SIZE) -> Any:
+    """uint8 batches of `images` (an array, or `ImageFiles` decoded in parallel), in order."""
+    if not isinstance(images, ImageFiles):
+        for start in range(0, len(images), batch_size):
+            yield np.asarray(images[start:start + batch_size])
+        return
     pairs = pipeline.array_dataset(images, np.zeros(len(images), np.int32))
-    return np.concatenate([keras.ops.convert_to_numpy(model(x, training=False))
-                           for x, _ in pipeline.eval_batches(pairs, batch_size)])
+    for batch, _ in pairs.batch(batch_size).prefetch(1).as_numpy_iterator():
+        yield batch
 
 
-def _predict(model: keras.Model, images: np.ndarray, labels: np.ndarray,
-             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(logits as float32 (N, classes), per-image losses as float32 (N,)), in file order."""
-    per_image_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-    logits = model_logits(model, images, batch_size)
-    losses = keras.ops.convert_to_numpy(per_image_loss(labels.astype(np.int32), logits))
-    return logits, losses
+def model_logits(model: TrainedModel, images: Any) -> np.ndarray:
+    """float32 (N, classes) logits of uint8 `images` (N, H, W[, C]), in order."""
+    parts = [model.logits(batch) for batch in image_batches(images)]
+    return np.concatenate(parts) if parts else np.zeros((0, len(model.class_names)))
 
 
-def test_set_for(model_file: Path, model: keras.Model, dataset: str | None,
-                 data_dir: str | None, run: RunDir | None) -> EvalSet:
+def per_image_losses(logits: np.ndarray, labels: np.ndarray,
+                     temperature: float = 1.0) -> np.ndarray:
+    """float64 (N,) cross-entropy of each image's softmax(logits / temperature)."""
+    return -log_softmax(logits, temperature)[np.arange(len(labels)), labels.astype(np.int64)]
+
+
+def test_set_for(model: TrainedModel, dataset: str | None, data_dir: str | None,
+                 run: RunDir | None) -> EvalSet:
     """The test set `model` is evaluated on: `dataset`, else the one the model records."""
-    name = dataset or getattr(model, "dataset", "")
+    name = dataset or model.dataset
     if not name:
-        raise ConfigError(f"{model_file}: the model records no dataset; pass --dataset")
-    test = load_test_set(model_file, model, name, data_dir, run)
+        raise ConfigError(f"{model.path}: the model records no dataset; pass --dataset")
+    test = load_test_set(model, name, data_dir, run)
     if not len(test.labels):
         raise DatasetError(f"{test.source}: no test images to evaluate on")
     return test
@@ -232,6 +258,10 @@ class Evaluation:
         figures["worst_images"] = worst_images_figure(
             np.asarray(test.images[worst]), test.labels[worst], pred[worst],
             probs[worst, pred[worst]], names, title=f"Highest-loss test images, {test.name}")
+        if self.report.get("reliability"):
+            figures["reliability"] = reliability_figure(
+                self.report["reliability"], title=f"Reliability, {test.name}",
+                ece=self.report.get("ece"))
         epochs = read_epoch_records(self.run) if self.run is not None else []
         if epochs:
             try:
@@ -255,24 +285,31 @@ class Evaluation:
         return self.report
 
 
-def evaluate_loaded(model: keras.Model, model_file: Path, *, dataset: str | None = None,
+def evaluate_loaded(model: TrainedModel, *, dataset: str | None = None,
                     data_dir: str | None = None) -> Evaluation:
-    """Evaluate a loaded model (from `model_file`, a run's model.keras or a .keras file) on
-    `dataset` (default: the one it records); nothing is written."""
-    run = run_dir_of(model_file)
-    test = test_set_for(model_file, model, dataset, data_dir, run)
-    logits, losses = _predict(model, test.images, test.labels, BATCH_SIZE)
-    probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
-    report = {"model_file": str(model_file),
-              **build_report(test, probs, logits.argmax(axis=1), losses)}
+    """Evaluate a loaded model (a run's model.keras or a .keras file) on `dataset`
+    (default: the one it records); nothing is written."""
+    run = run_dir_of(model.path) if model.path is not None else None
+    test = test_set_for(model, dataset, data_dir, run)
+    logits = model_logits(model, test.images)
+    probs = softmax(logits, model.calibration.temperature)
+    report = {"model_file": str(model.path),
+              **build_report(test, probs, logits.argmax(axis=1),
+                             per_image_losses(logits, test.labels)),
+              **calibration_report(logits, test.labels, model.calibration.temperature)}
     return Evaluation(report, test, probs, run)
 
 
-def evaluate_model(model_file: Path, *, dataset: str | None = None,
-                   data_dir: str | None = None, out_dir: Path | None = None) -> dict[str, Any]:
-    """Evaluate `model_file` on a test set, write the report folder, return the report."""
-    model_file = Path(model_file)
-    evaluation = evaluate_loaded(load_checked_model(model_file), model_file, dataset=dataset,
-                                 data_dir=data_dir)
-    return evaluation.write(Path(out_dir) if out_dir is not None
-                            else model_file.parent / "report")
+def worst_test_images(model: TrainedModel, count: int, dataset: str | None = None,
+                      data_dir: str | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """The `count` highest-loss test images of `dataset` (default: the model's) as uint8
+    N×H×W×C, their names ("<dataset>-test-<index>") and true class names, worst first."""
+    run = run_dir_of(model.path) if model.path is not None else None
+    test = test_set_for(model, dataset, data_dir, run)
+    losses = per_image_losses(model_logits(model, test.images), test.labels)
+    worst = np.argsort(-losses, kind="stable")[:count]
+    images = np.asarray(test.images[worst])
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    names = [f"{test.name}-test-{int(i)}" for i in worst]
+    return images, names, [test.class_names[int(test.labels[i])] for i in worst]

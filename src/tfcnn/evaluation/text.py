@@ -26,6 +26,18 @@ def _confusion_text(cm: list[list[int]], names: list[str]) -> list[str]:
     return _table(["true \\ predicted", *cols], rows)
 
 
+def _calibration_lines(report: dict[str, Any]) -> list[str]:
+    if report.get("ece") is None:
+        return []
+    if report.get("ece_uncalibrated") is None:
+        return [f"Calibration: ECE {report['ece']:.4f}, NLL {report['nll']:.4f}, "
+                f"Brier {report['brier']:.4f}"]
+    return [f"Calibration (temperature {report['temperature']:g}): ECE {report['ece']:.4f} "
+            f"(uncalibrated {report['ece_uncalibrated']:.4f}), NLL {report['nll']:.4f} "
+            f"({report['nll_uncalibrated']:.4f}), Brier {report['brier']:.4f} "
+            f"({report['brier_uncalibrated']:.4f})"]
+
+
 def format_evaluation(report: dict[str, Any], heading: list[str] | None = None) -> str:
     """The report as text: summary, per-class table, confusion matrix, confusions, files.
     `heading` (e.g. an ensemble's description) replaces the first line, "Model: FILE"."""
@@ -42,6 +54,7 @@ def format_evaluation(report: dict[str, Any], heading: list[str] | None = None) 
                      f"(the true class among the {TOP_K} likeliest)")
     if report.get("skipped_files"):
         lines.append(f"Skipped {report['skipped_files']} unreadable file(s) in the folder")
+    lines += _calibration_lines(report)
     lines += ["", "Per class:"]
     rows = [[r["class"], f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}",
              str(r["support"])] for r in report["per_class"]]

@@ -6,7 +6,7 @@ occlusion; feature maps and filters).
 load on first use (they import TensorFlow).
 
 Modules: explanation (the dataclass), graph (recording convolution outputs), methods (the
-attribution methods), layers (feature maps, filters), figures (matplotlib and PNG), run
+attribution methods), layers (feature maps, filters), figures (matplotlib and PNG), batch
 (`explain_images`).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from tfcnn.explain.explanation import METHODS, Explanation, parse_methods
 
-_LAZY = {"explain_images": "run", "gradcam": "methods", "integrated_gradients": "methods",
+_LAZY = {"explain_images": "batch", "gradcam": "methods", "integrated_gradients": "methods",
          "occlusion": "methods", "feature_maps": "layers", "first_layer_filters": "layers",
          "save_layer_figures": "layers"}
 

@@ -1,7 +1,8 @@
-"""`LiveExplainer`: one image's prediction, Grad-CAM and feature maps in one graph call, for
-the server's `POST /explain` (the drawing page updates it as the user draws).
+"""`LiveExplainer`: one image's prediction, Grad-CAM and feature maps, for the server's
+`POST /explain` (the drawing page updates it as the user draws).
 
-The forward pass, the gradient and every convolution's output come from one `tf.function`
+The prediction comes from the model's one inference path (`TrainedModel.predict_proba`);
+the gradient and every convolution's output for the chosen class from one `tf.function`
 traced once at start (a batch-free input signature), so an update costs one graph call
 instead of Keras's eager per-layer dispatch; upsampling and PNG encoding are numpy and
 Pillow. Measured for the tutorial network in docs/benchmarks.md.
@@ -16,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcnn.explain.graph import conv_layers, conv_recorder
-from tfcnn.explain.methods import centres, gradcam_layer, upsample
+from tfcnn.explain.methods import centres, gradcam_layer, network_of, trained, upsample
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,11 @@ class LiveResult:
 
 
 class LiveExplainer:
-    """Grad-CAM and feature maps of a tfcnn Keras model, one image at a time."""
+    """Grad-CAM and feature maps of a trained model, one image at a time."""
 
     def __init__(self, model: Any) -> None:
-        self.model = model
+        self.answers = trained(model)
+        self.model = model = network_of(model)
         self.image_shape = tuple(int(n) for n in model.image_shape)
         record = conv_recorder(model)
         self.has_convs = bool(conv_layers(model))
@@ -45,18 +47,15 @@ class LiveExplainer:
         def run(x: Any, target: Any) -> Any:
             with tf.GradientTape() as tape:
                 maps, logits = record(x)
-                probs = tf.nn.softmax(logits, axis=-1)
-                chosen = tf.where(target < 0, tf.argmax(logits, axis=-1, output_type=tf.int32),
-                                  target)
-                score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=1))
+                score = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
             values = [value for _, value in maps]
             if layer < 0:
-                return probs, chosen, tf.zeros_like(probs), values
+                return tf.zeros_like(logits), values
             features = values[layer]
             grads = tape.gradient(score, features)
             weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
             cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
-            return probs, chosen, cam, values
+            return cam, values
 
         self.names = [name for name, _ in record(blank)[0]]
         self.graph = tf.function(run, input_signature=[
@@ -68,8 +67,9 @@ class LiveExplainer:
         """The prediction, Grad-CAM for `target` (default: the predicted class) and the
         feature maps for one prepared H×W×C image."""
         x = np.asarray(image, np.float32)[None]
-        t = np.array([-1 if target is None else int(target)], np.int32)
-        probs, chosen, cam, values = self.graph(x, t)
+        probs = self.answers.predict_proba(x)[0]
+        chosen = int(np.argmax(probs)) if target is None else int(target)
+        cam, values = self.graph(x, np.array([chosen], np.int32))
         heat = None
         if self.layer >= 0:
             cam = cam.numpy()
@@ -78,4 +78,4 @@ class LiveExplainer:
         maps = [(name, value.numpy()[0]) for name, value in zip(self.names, values,
                                                                   strict=True)
                 if len(value.shape) == 4]
-        return LiveResult(probs.numpy()[0], int(chosen.numpy()[0]), heat, maps)
+        return LiveResult(probs, chosen, heat, maps)

@@ -1,8 +1,10 @@
 """The attribution methods: Grad-CAM, integrated gradients and occlusion, with tf.GradientTape.
 
-Each takes a loaded tfcnn Keras model (it returns logits), a prepared float32 batch
-(N, H, W, C) in [0, 1] and one target class index per image, and returns one H×W map per
-image (float32, (N, H, W)):
+Each takes a trained model (a `TrainedModel`, or its Keras network, which returns logits),
+a prepared float32 batch (N, H, W, C) in [0, 1] and one target class index per image, and
+returns one H×W map per image (float32, (N, H, W)). The gradient methods differentiate the
+network; occlusion, which compares answers, asks the model's one inference path
+(`TrainedModel.predict_proba`) for its probabilities:
 
 - `gradcam` (Selvaraju et al. 2017): the target logit's gradient with respect to a
   convolution's output (the last one at least 3×3, `gradcam_layer`), averaged over
@@ -29,6 +31,7 @@ import tensorflow as tf
 
 from tfcnn.core.errors import ConfigError
 from tfcnn.explain.graph import conv_recorder, is_feature_layer, is_notation, require_convs
+from tfcnn.models.trained import TrainedModel
 
 CHUNK = 512  # images per forward/backward pass: bounded memory at any batch size
 BASELINES = ("black", "white")
@@ -55,18 +58,14 @@ def _targets(targets: Any, n: int) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.int32)
 
 
-def logits_of(model: Any, images: np.ndarray) -> np.ndarray:
-    """float32 (N, classes) logits, in chunks."""
-    parts = [np.asarray(model(images[i:i + CHUNK], training=False), dtype=np.float32)
-             for i in range(0, len(images), CHUNK)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+def trained(model: Any) -> TrainedModel:
+    """`model` as a `TrainedModel` (a Keras network is wrapped)."""
+    return model if isinstance(model, TrainedModel) else TrainedModel(model)
 
 
-def probabilities_of(model: Any, images: np.ndarray) -> np.ndarray:
-    """float32 (N, classes) class probabilities (softmax of the logits)."""
-    logits = logits_of(model, images).astype(np.float64)
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+def network_of(model: Any) -> Any:
+    """The Keras network to differentiate: a `TrainedModel`'s, or `model` itself."""
+    return model.network if isinstance(model, TrainedModel) else model
 
 
 def gradcam_layer(model: Any, x: np.ndarray) -> int:
@@ -88,6 +87,7 @@ def gradcam(model: Any, images: Any, targets: Any, layer: int | str | None = Non
     default: `gradcam_layer`. Raises `ModelSpecError` for a
     model without convolutions.
     """
+    model = network_of(model)
     convs = require_convs(model, "Grad-CAM")
     x = as_batch(model, images)
     index = _layer_index(convs, layer) if layer is not None else gradcam_layer(model, x)
@@ -225,6 +225,7 @@ def integrated_gradients(model: Any, images: Any, targets: Any,
     """
     if steps < 1:
         raise ConfigError(f"steps: expected a positive integer, got {steps}")
+    answers, model = trained(model), network_of(model)
     x = as_batch(model, images)
     base = _baseline(baseline, x)
     t = _targets(targets, len(x))
@@ -232,7 +233,7 @@ def integrated_gradients(model: Any, images: Any, targets: Any,
     if tolerance is None:
         return out
     rows = np.arange(len(x))
-    gap = (logits_of(model, x) - logits_of(model, base))[rows, t]
+    gap = (answers.logits(x) - answers.logits(base))[rows, t]
     while True:
         miss = np.abs(out.reshape(len(x), -1).sum(axis=1) - gap) > tolerance * np.abs(gap)
         steps *= 2
@@ -278,7 +279,8 @@ def occlusion(model: Any, images: Any, targets: Any, patch: int | None = None,
     """Occlusion maps (N, H, W): the target probability's drop when a `patch`×`patch`
     square (default `default_patch`) moved by `stride` (default half the patch) is set to
     `value` (default 0, black: the background of MNIST-style digits)."""
-    x = as_batch(model, images)
+    answers = trained(model)
+    x = as_batch(answers, images)
     h, w = x.shape[1:3]
     patch = patch or default_patch(x.shape[1:])
     stride = stride or max(1, patch // 2)
@@ -295,7 +297,7 @@ def occlusion(model: Any, images: Any, targets: Any, patch: int | None = None,
         copies = np.repeat(x[n:n + 1], len(boxes) + 1, axis=0)
         for k, (r, c) in enumerate(boxes, start=1):
             copies[k, r:r + patch, c:c + patch] = value
-        probs = probabilities_of(model, copies)[:, t[n]]
+        probs = answers.predict_proba(copies)[:, t[n]]
         for k, (r, c) in enumerate(boxes, start=1):
             out[n, r:r + patch, c:c + patch] += probs[0] - probs[k]
     return out / cover

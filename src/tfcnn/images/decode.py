@@ -31,7 +31,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tfcnn.core.errors import TfcnnError
+from tfcnn.core.errors import ImageError, ImageTooLarge
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 FORMATS_TEXT = "PNG, JPEG, BMP, GIF or WebP"
@@ -50,15 +50,6 @@ _JPEG_SCALES = (1, 2, 4, 8)
 # its first picture decodes, and scales, as any JPEG.
 _JPEG_FORMATS = ("JPEG", "MPO")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
-
-
-class ImageError(TfcnnError):
-    """An image file that cannot be decoded: not an image, truncated, empty or too large."""
-
-
-class ImageTooLarge(ImageError):
-    """An image whose decoded pixels would exceed the memory allowed for one image
-    (the server answers 413 for it)."""
 
 
 WORKING_BYTES_PER_PIXEL = 4

@@ -13,10 +13,13 @@ the server):
 - `decode_for_model(path, H, W, C)`: a file to those uint8 pixels, with a JPEG decoded at
   1/2..1/8 scale when that still leaves at least max(H, W) per side (see benchmarks in
   docs/benchmarks.md). Usable from `tf.numpy_function` for streaming folders from disk.
-- `model_input(source, preprocessing, image_shape)`: a file or bytes to the float32 input;
-  for "scale" models exactly `decode_for_model(...) / 255`.
-- `prepare(image, ...)`: an already decoded Pillow image to the float32 input (digit models
-  get `tfcnn.images.digits.mnist_style`); `resize_only` = `to_pixels(...) / 255`.
+- `model_input(source, prepare, image_shape)`: a file or bytes to the float32 input;
+  without a preparation step exactly `to_unit(decode_for_model(...))`.
+- `prepare(image, ...)`: an already decoded Pillow image to the float32 input (digit models,
+  `prepare="mnist"`, get `tfcnn.images.digits.mnist_style`); `resize_only` =
+  `to_unit(to_pixels(...))`.
+- `to_unit`: pixels / `PIXEL_MAX`, the numpy twin of the model's own scaling
+  (`tfcnn.images.preprocessor.scale_pixels`): the same float32 division.
 - `image_from_array`: a user's numpy array (H×W, H×W×1/3/4; uint8 0-255 or float 0-1) as a
   Pillow image, checked.
 """
@@ -32,9 +35,22 @@ from PIL import Image
 from tfcnn.images.decode import ImageError, Source, flatten, load_image
 from tfcnn.images.digits import mnist_style
 
-PREPROCESSINGS = ("mnist", "scale")
+# Steps a model may name for the host to run before its own preprocessing (its config's
+# `prepare`): "mnist", a user's digit made MNIST-style (`tfcnn.images.digits`).
+PREPARE_STEPS = ("mnist",)
+PIXEL_MAX = 255.0  # uint8 pixels / this = the [0, 1] values every network was trained on
 RESAMPLE = Image.Resampling.BILINEAR
-_SCALE = np.float32(255.0)
+_SCALE = np.float32(PIXEL_MAX)
+
+
+def to_unit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as float32 in [0, 1] (pixels / `PIXEL_MAX`, float32 division)."""
+    return np.asarray(pixels).astype(np.float32) / _SCALE
+
+
+def _check_size(image: Image.Image) -> None:
+    if 0 in image.size:
+        raise ValueError(f"it has no pixels ({image.size[0]}×{image.size[1]})")
 
 
 def _check_channels(channels: int) -> None:
@@ -45,6 +61,7 @@ def _check_channels(channels: int) -> None:
 def to_pixels(image: Image.Image, height: int, width: int, channels: int) -> np.ndarray:
     """uint8 H×W×C: alpha on white, grey (C=1) or RGB (C=3), resized to exactly H×W."""
     _check_channels(channels)
+    _check_size(image)
     image = flatten(image, "L" if channels == 1 else "RGB")
     if image.size != (width, height):
         # Bilinear with Pillow's antialiasing: a shrink averages rather than skipping pixels.
@@ -55,7 +72,7 @@ def to_pixels(image: Image.Image, height: int, width: int, channels: int) -> np.
 
 def resize_only(image: Image.Image, height: int, width: int, channels: int) -> np.ndarray:
     """H×W×C float32 in [0, 1]: exactly `to_pixels(...)` / 255."""
-    return to_pixels(image, height, width, channels).astype(np.float32) / _SCALE
+    return to_unit(to_pixels(image, height, width, channels))
 
 
 def decode_for_model(source: Source, height: int, width: int, channels: int,
@@ -69,21 +86,20 @@ def decode_for_model(source: Source, height: int, width: int, channels: int,
     return _converted(lambda: to_pixels(image, height, width, channels), source, name)
 
 
-def model_input(source: Source, preprocessing: str,
-                image_shape: tuple[int, int, int], preprocess: bool = True,
-                name: str | None = None) -> np.ndarray:
+def model_input(source: Source, step: str | None, image_shape: tuple[int, int, int],
+                preprocess: bool = True, name: str | None = None) -> np.ndarray:
     """A file's (or a binary file object's) H×W×C float32 model input in [0, 1].
 
-    `preprocessing` is the model's setting (`prepare`); a "scale" model, or any model with
-    `preprocess=False`, gets `decode_for_model(...) / 255` bit for bit. Raises `ImageError`.
+    `step` is the model's host-side preparation (`PREPARE_STEPS`, or None); a model
+    without one, or any model with `preprocess=False`, gets
+    `to_unit(decode_for_model(...))` bit for bit. Raises `ImageError`.
     """
-    _check_preprocessing(preprocessing)
+    _check_step(step)
     height, width, channels = image_shape
-    if not preprocess or preprocessing == "scale":
-        pixels = decode_for_model(source, height, width, channels, name)
-        return pixels.astype(np.float32) / _SCALE
+    if not preprocess or step is None:
+        return to_unit(decode_for_model(source, height, width, channels, name))
     image = load_image(source, name)
-    return _converted(lambda: prepare(image, preprocessing, image_shape), source, name)
+    return _converted(lambda: prepare(image, step, image_shape), source, name)
 
 
 def _converted(convert: Any, source: object, name: str | None) -> np.ndarray:
@@ -95,37 +111,38 @@ def _converted(convert: Any, source: object, name: str | None) -> np.ndarray:
         raise ImageError(f"{label}: cannot convert image ({exc})") from exc
 
 
-def _check_preprocessing(preprocessing: str) -> None:
-    if preprocessing not in PREPROCESSINGS:
-        raise ValueError(f"preprocessing: expected one of {PREPROCESSINGS}, "
-                         f"got {preprocessing!r}")
+def _check_step(step: str | None) -> None:
+    if step is not None and step not in PREPARE_STEPS:
+        raise ValueError(f"prepare: expected None or one of {PREPARE_STEPS}, got {step!r}")
 
 
-def prepare(image: Image.Image, preprocessing: str, image_shape: tuple[int, int, int],
+def prepare(image: Image.Image, step: str | None, image_shape: tuple[int, int, int],
             preprocess: bool = True) -> np.ndarray:
     """The model's H×W×C float32 input in [0, 1] for one decoded image.
 
-    `preprocessing` is the model's own setting: "mnist" (digits: `mnist_style`) or "scale"
+    `step` is the model's host-side preparation: "mnist" (digits: `mnist_style`) or None
     (`resize_only`, as folder and Fashion-MNIST models were trained). With
     `preprocess=False` every model gets `resize_only`. For a file, `model_input` is the same
     with the folder loader's JPEG scaling, so it matches training bit for bit.
     """
-    _check_preprocessing(preprocessing)
+    _check_step(step)
     height, width, channels = image_shape
-    if not preprocess or preprocessing == "scale":
+    if not preprocess or step is None:
         return resize_only(image, height, width, channels)
+    _check_size(image)
     digit = mnist_style(image)
     if digit.shape != (height, width):
         digit = np.asarray(Image.fromarray(digit).resize((width, height), RESAMPLE))
     return np.repeat(digit[..., np.newaxis], channels, axis=-1).astype(np.float32)
 
 
-_ARRAY_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-_EXPECTED = "H×W, H×W×1, H×W×3 or H×W×4"
+_ARRAY_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+_EXPECTED = "H×W, H×W×1, H×W×2 (grey and alpha), H×W×3 or H×W×4"
 
 
 def image_from_array(array: Any, name: str = "array") -> Image.Image:
-    """A numpy image as a Pillow image: H×W or H×W×1 (grey), H×W×3 (RGB), H×W×4 (RGBA).
+    """A numpy image as a Pillow image: H×W or H×W×1 (grey), H×W×2 (grey and alpha), H×W×3
+    (RGB), H×W×4 (RGBA).
 
     uint8 arrays are pixels 0-255; float arrays are 0-1, rounded to the nearest of the 256
     levels (so `pixels / 255` comes back as exactly `pixels`). Raises `ImageError` naming
@@ -133,7 +150,7 @@ def image_from_array(array: Any, name: str = "array") -> Image.Image:
     """
     values = np.asarray(array)
     shape = "×".join(str(n) for n in values.shape) or "a scalar"
-    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[2] not in (1, 3, 4)):
+    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[2] not in (1, 2, 3, 4)):
         raise ImageError(f"{name}: expected an image array of shape {_EXPECTED}, got {shape}")
     if values.size == 0:
         raise ImageError(f"{name}: empty image array (shape {shape})")

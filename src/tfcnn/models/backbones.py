@@ -6,7 +6,8 @@ them to what the backbone expects (x 255, then the family's `preprocess_input`; 
 EfficientNet and ConvNeXt rescale inside the network) with a fixed 1x1 convolution, runs the
 backbone without its classifier, then global average pooling, dropout and a dense layer giving
 the logits. Like NotationModel, it calls a plain sequence of stock Keras layers, `stack`.
-It carries `image_shape`, `class_names`, `preprocessing`, `dataset`, `precision`, `seed` and
+It carries `image_shape`, `class_names`, `preprocessor`, `calibration`, `dataset`, `precision`,
+`seed` and
 `spec`/`notation` ("keras:NAME"), and saves to and loads from `.keras` files.
 
 Weights come from a file only ("imagenet": the one in Keras's cache, or a path); nothing is
@@ -20,6 +21,10 @@ Importing this module imports Keras (and TensorFlow); the CLI imports it lazily.
 
 from __future__ import annotations
 
+from tfcnn.core.tfenv import import_tensorflow
+
+import_tensorflow()  # first: TensorFlow's start-up lines stay off the terminal
+
 import os
 import warnings
 from typing import Any
@@ -29,6 +34,7 @@ import numpy as np
 from keras import layers
 
 from tfcnn.core.errors import ConfigError, ModelSpecError
+from tfcnn.models.metadata import init_metadata, metadata_config
 from tfcnn.spec.backbones import Backbone, backbone_of, weights_path
 
 _INITIALIZERS = ("kernel_initializer", "depthwise_initializer")
@@ -105,19 +111,20 @@ class BackboneModel(keras.Model):
 
     def __init__(self, spec: str, image_shape: tuple[int, int, int] = (224, 224, 3),
                  class_names: tuple[str, ...] | list[str] = (), seed: int = 0,
-                 preprocessing: str = "scale", dataset: str = "", precision: str = "float32",
-                 dropout: float = 0.2, frozen_statistics: bool = True,
+                 preprocessing: str | None = None, dataset: str = "",
+                 precision: str = "float32", dropout: float = 0.2,
+                 frozen_statistics: bool = True, preprocessor: Any = None,
+                 calibration: Any = None, prepare: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         entry = backbone_of(spec)
         if not class_names:
-            raise ModelSpecError(f"--model {spec}: needs the class names (one logit each)")
+            raise ModelSpecError(f"model {spec}: needs the class names (one logit each)")
         self.spec = self.notation = "keras:" + entry.name
-        self.image_shape = tuple(int(n) for n in image_shape)
-        self.class_names = tuple(class_names)
+        # image_shape, class_names, dataset, preprocessor, calibration (models/metadata.py).
+        init_metadata(self, image_shape, class_names, dataset, preprocessor, preprocessing,
+                      prepare, calibration)
         self.seed = seed
-        self.preprocessing = preprocessing
-        self.dataset = dataset
         self.precision = precision
         self.dropout_rate = dropout
         # True: the backbone's batch norms always use their moving statistics (pretrained
@@ -177,11 +184,9 @@ class BackboneModel(keras.Model):
         return self.logits(self.stack[3](self.gap(x), training=training))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "spec": self.spec,
-                "image_shape": list(self.image_shape), "class_names": list(self.class_names),
-                "seed": self.seed, "preprocessing": self.preprocessing, "dataset": self.dataset,
+        return {**super().get_config(), "spec": self.spec, "seed": self.seed,
                 "precision": self.precision, "dropout": self.dropout_rate,
-                "frozen_statistics": self.frozen_statistics}
+                "frozen_statistics": self.frozen_statistics, **metadata_config(self)}
 
 
 def load_backbone_weights(model: BackboneModel, path: str | os.PathLike[str]) -> None:
@@ -198,14 +203,15 @@ def load_backbone_weights(model: BackboneModel, path: str | os.PathLike[str]) ->
 
 def build_backbone_model(spec: str, image_shape: tuple[int, int, int],
                          class_names: tuple[str, ...], seed: int, weights: str = "none",
-                         preprocessing: str = "scale", dataset: str = "", dropout: float = 0.2,
+                         prepare: str | None = None, dataset: str = "", dropout: float = 0.2,
                          name: str = "tfcnn", precision: str = "float32") -> BackboneModel:
     """Create the model, built on `image_shape`, with the backbone's weights loaded from
     `weights` ("imagenet": Keras's cache, "none": seeded random ones, or a file's path).
     The backbone comes back trainable; `set_backbone_trainable` freezes it."""
     path = weights_path(spec, weights)
-    model = BackboneModel(spec, image_shape, class_names, seed, preprocessing, dataset,
-                          precision, dropout, frozen_statistics=path is not None, name=name)
+    model = BackboneModel(spec, image_shape, class_names, seed, dataset=dataset,
+                          precision=precision, dropout=dropout,
+                          frozen_statistics=path is not None, prepare=prepare, name=name)
     model.build((None, *model.image_shape))
     if path is not None:
         load_backbone_weights(model, path)

@@ -12,6 +12,10 @@ loads without tfcnn.
 
 from __future__ import annotations
 
+from tfcnn.core.tfenv import import_tensorflow
+
+import_tensorflow()  # first: TensorFlow's start-up lines stay off the terminal
+
 from typing import Any
 
 import keras

@@ -4,7 +4,9 @@ Every command and API call that reads a trained model (evaluate, predict, explai
 serve, ensembles, `tfcnn.load`) goes through `load_checked_model`, so each gets the same
 checks and the same one-line errors: a missing file, a file Keras cannot read (corrupt,
 truncated, not a zip), a model that is not tfcnn's (no recorded image shape or class
-names), an unknown preprocessing, an input shape that is not grey or RGB images.
+names), an input shape that is not grey or RGB images. A model saved before models carried
+their preprocessing loads with the equivalent `Preprocessor` (`tfcnn.models.metadata`); an
+unknown old tag makes the file unreadable, said in the same one line.
 """
 
 from __future__ import annotations
@@ -16,11 +18,26 @@ from typing import Any
 from tfcnn.core.errors import ModelSpecError, RunDirError
 from tfcnn.core.rundir import resolve_model_file
 
-PREPROCESSINGS = ("mnist", "scale")
-
 
 def _why(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _check_archive(model_file: Path) -> None:
+    """A `.keras` file is a zip archive holding config.json: say so plainly when it is not
+    (Keras itself answers such a file with a misleading "File not found")."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        why = "not a zip archive" if isinstance(exc, zipfile.BadZipFile) else _why(exc)
+        raise RunDirError(f"{model_file}: not a Keras model file ({why}; a .keras file is "
+                          "a zip archive saved by Keras)") from None
+    if "config.json" not in names:
+        raise RunDirError(f"{model_file}: not a Keras model file (a zip archive without "
+                          "config.json)")
 
 
 def load_checked_model(source: str | os.PathLike[str]) -> Any:
@@ -32,6 +49,7 @@ def load_checked_model(source: str | os.PathLike[str]) -> Any:
     from tfcnn.models.network import load_model
 
     model_file = resolve_model_file(Path(source))
+    _check_archive(model_file)
     try:
         model = load_model(model_file)
     except Exception as exc:  # Keras raises many kinds for a bad file; all mean "unreadable"
@@ -40,10 +58,6 @@ def load_checked_model(source: str | os.PathLike[str]) -> Any:
     if not hasattr(model, "image_shape") or not hasattr(model, "class_names"):
         raise ModelSpecError(f"{model_file}: not a tfcnn model (it records no image shape "
                              "or class names)")
-    preprocessing = getattr(model, "preprocessing", "scale")
-    if preprocessing not in PREPROCESSINGS:
-        raise ModelSpecError(f"{model_file}: unknown preprocessing {preprocessing!r} "
-                             f"(expected one of {', '.join(PREPROCESSINGS)})")
     shape = tuple(int(n) for n in model.image_shape)
     if len(shape) != 3 or shape[2] not in (1, 3):
         raise ModelSpecError(f"{model_file}: input shape {shape} is not H×W×1 or H×W×3 "

@@ -17,6 +17,10 @@ the convolution weights. Mirror-invariant labels (clothes) are what it is for; d
 
 from __future__ import annotations
 
+from tfcnn.core.tfenv import import_tensorflow
+
+import_tensorflow()  # first: TensorFlow's start-up lines stay off the terminal
+
 from typing import Any
 
 import keras

@@ -1,8 +1,9 @@
 """The Keras model built from a layer notation, and loading it back.
 
 `NotationModel` is a `keras.Model` subclass with a tutorial-style `call(x, training=...)`.
-It returns logits; `probabilities()` applies the softmax explicitly where callers want it
-(the tutorial applied softmax inside the model *and* used a from-logits loss).
+It returns logits; answers (the softmax, with the model's temperature) come from
+`tfcnn.models.trained.TrainedModel` (the tutorial applied softmax inside the model *and*
+used a from-logits loss).
 The class is registered with Keras, so a saved `.keras` file reloads in a fresh process
 once this module is imported (`load_model` below does that).
 
@@ -10,6 +11,10 @@ Importing this module imports Keras (and TensorFlow); the CLI imports it lazily.
 """
 
 from __future__ import annotations
+
+from tfcnn.core.tfenv import import_tensorflow
+
+import_tensorflow()  # first: TensorFlow's start-up lines stay off the terminal
 
 import os
 from typing import Any
@@ -19,6 +24,7 @@ from keras import layers
 
 from tfcnn.models import mirror as mi
 from tfcnn.models.blocks import ResidualBlock
+from tfcnn.models.metadata import init_metadata, metadata_config
 from tfcnn.spec import notation as nt
 
 
@@ -111,21 +117,22 @@ def _make_layers(specs: list[nt.LayerSpec], seed: int,
 
 @keras.saving.register_keras_serializable(package="tfcnn")
 class NotationModel(keras.Model):
-    """A CNN described by a notation string; `call` returns logits."""
+    """A CNN described by a notation string; `call` returns logits of float32 [0, 1]
+    images of `image_shape` (its `preprocessor` makes those from users' images)."""
 
     def __init__(self, notation: str, image_shape: tuple[int, int, int] = (28, 28, 1),
                  class_names: tuple[str, ...] | list[str] = (), seed: int = 0,
-                 preprocessing: str = "scale", dataset: str = "", precision: str = "float32",
+                 preprocessing: str | None = None, dataset: str = "",
+                 precision: str = "float32", preprocessor: Any = None,
+                 calibration: Any = None, prepare: str | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.notation = notation
-        self.image_shape = tuple(image_shape)
-        self.class_names = tuple(class_names)
+        # image_shape, class_names, dataset, preprocessor, calibration (models/metadata.py);
+        # `preprocessing` is the tag of models saved before they had a preprocessor.
+        init_metadata(self, image_shape, class_names, dataset, preprocessor, preprocessing,
+                      prepare, calibration)
         self.seed = seed
-        # How inputs must be prepared for this model (predict/serve): "mnist" for MNIST-style
-        # digit normalisation, "scale" for a plain resize and 0-1 scaling.
-        self.preprocessing = preprocessing
-        self.dataset = dataset
         self.precision = precision  # "float32", or "mixed_bfloat16" (training speed, CPU/TPU)
         self.stack = _make_layers(nt.parse_notation(notation), seed, precision)
 
@@ -146,25 +153,21 @@ class NotationModel(keras.Model):
         return x
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "notation": self.notation,
-                "image_shape": list(self.image_shape), "class_names": list(self.class_names),
-                "seed": self.seed, "preprocessing": self.preprocessing, "dataset": self.dataset,
-                "precision": self.precision}
+        return {**super().get_config(), "notation": self.notation, "seed": self.seed,
+                "precision": self.precision, **metadata_config(self)}
 
 
 def build_model(notation: str, image_shape: tuple[int, int, int], class_names: tuple[str, ...],
-                seed: int, preprocessing: str = "scale", dataset: str = "",
+                seed: int, prepare: str | None = None, dataset: str = "",
                 name: str = "tfcnn", precision: str = "float32") -> NotationModel:
-    """Create the model and its weights (built on `image_shape`, batch dimension free)."""
-    model = NotationModel(notation, image_shape, class_names, seed, preprocessing, dataset,
-                          precision, name=name)
+    """Create the model and its weights (built on `image_shape`, batch dimension free).
+
+    `prepare`: the host-side step user images get first ("mnist" for digit models; see
+    `tfcnn.images.preprocessor`)."""
+    model = NotationModel(notation, image_shape, class_names, seed, dataset=dataset,
+                          precision=precision, prepare=prepare, name=name)
     model.build((None, *image_shape))
     return model
-
-
-def probabilities(model: keras.Model, images: Any) -> Any:
-    """Class probabilities: the explicit softmax over the model's logits (inference mode)."""
-    return keras.ops.softmax(model(images, training=False), axis=-1)
 
 
 def load_model(path: str | os.PathLike[str]) -> keras.Model:

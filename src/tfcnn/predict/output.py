@@ -22,8 +22,9 @@ def _top_text(result: dict[str, Any]) -> str:
     return "  ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in result["top_k"])
 
 
-def format_table(results: list[dict[str, Any]]) -> str:
-    """An aligned table, one row per file (errors in place of the prediction), and a count."""
+def format_table(results: list[dict[str, Any]], skipped: list[Any] | None = None) -> str:
+    """An aligned table, one row per file (errors in place of the prediction), and a count
+    (with the files in folders left out for not being named as images, `skipped`)."""
     k = max((len(r["top_k"]) for r in results if "error" not in r), default=0)
     header = ("file", "label", "probability", f"top {k}" if k else "")
     rows = []
@@ -31,8 +32,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
         if "error" in r:
             rows.append((r["file"], "error", "", r["error"]))
         else:
-            rows.append((r["file"], str(r["label"]), f"{100 * r['probability']:.1f}%",
-                         _top_text(r)))
+            label = f"{r['label']} (unknown)" if r.get("unknown") else str(r["label"])
+            rows.append((r["file"], label, f"{100 * r['probability']:.1f}%", _top_text(r)))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(3)]
 
     def line(row: tuple[str, ...]) -> str:
@@ -41,6 +42,9 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
     failed = sum("error" in r for r in results)
     summary = f"{len(results) - failed} predicted" + (f", {failed} failed" if failed else "")
+    if skipped:
+        summary += (f", {len(skipped)} other file(s) in the folders skipped (not named as "
+                    f"images, e.g. {skipped[0]})")
     accuracy = accuracy_line(results)
     return "\n".join([line(header), *(line(row) for row in rows), summary,
                       *([accuracy] if accuracy else [])])

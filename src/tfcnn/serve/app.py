@@ -46,38 +46,42 @@ from tfcnn.serve.model import (
     ServedModel,
     check_name,
     default_name,
-    from_keras,
     png_data_url,
+    serve_model,
 )
 from tfcnn.serve.offload import Offloader
 from tfcnn.serve.protocol import BODY_TIMEOUT, HEADER_TIMEOUT, protocol_class
-from tfcnn.serve.schemas import InferRequest, ModelInfo, Prediction, PredictRequest
+from tfcnn.serve.schemas import InferRequest, ModelInfo, PredictRequest, UploadAnswer
 
 log = logging.getLogger("tfcnn.serve")
 
 MAX_BODY_MB = 10.0
-BATCH_WINDOW_MS = 2.0  # how long a batch waits for more requests: small next to a model call
+# Accepted for compatibility: the batcher no longer waits (serve/batching.py; a lone
+# request runs at once, what gathers while the model runs makes the next batch).
+BATCH_WINDOW_MS = 2.0
 MAX_BATCH = 64  # images per model call: past this, batching gains little on a CPU
 
 
 RouterFactory = Callable[[ServedModel], APIRouter]
 
 
-def default_routers() -> list[RouterFactory]:
-    """The routers added to every app beyond the prediction APIs: `POST /explain`."""
+def default_routers(offloader: Offloader | None = None) -> list[RouterFactory]:
+    """The routers added to every app beyond the prediction APIs: `POST /explain` (its
+    large JSON bodies parsed by `offloader`, the app's own, as /v1's are)."""
     from tfcnn.serve import explain_route
 
-    return [explain_route.router]
+    return [lambda served: explain_route.router(served, offloader=offloader)]
 
 
 def create_app(model: Any, name: str, *, max_body_bytes: int = int(MAX_BODY_MB * 2**20),
                batch_window_ms: float = BATCH_WINDOW_MS, max_batch: int = MAX_BATCH,
                extra_routers: Iterable[RouterFactory] | None = None) -> FastAPI:
-    """The app serving `model` as `name`: a tfcnn Keras model, or a `ServedModel` (which
-    keeps its own name). `extra_routers` (default: `default_routers()`) are called with the
-    `ServedModel` and their routes added."""
-    served = model if isinstance(model, ServedModel) else from_keras(model, name)
-    batcher = MicroBatcher(served.predict, max_batch=max_batch, window_ms=batch_window_ms)
+    """The app serving `model` as `name`: a `TrainedModel` (`tfcnn.load(...)`), or a
+    `ServedModel` (which keeps its own name). `extra_routers` (default: `default_routers()`)
+    are called with the `ServedModel` and their routes added."""
+    served = model if isinstance(model, ServedModel) else serve_model(model, name)
+    batcher = MicroBatcher(served.answer_rows, max_batch=max_batch,
+                           window_ms=batch_window_ms)
     offloader = Offloader()
 
     @contextlib.asynccontextmanager
@@ -122,7 +126,7 @@ def create_app(model: Any, name: str, *, max_body_bytes: int = int(MAX_BODY_MB *
                              "requests": stats.requests, "batches": stats.batches,
                              "images": stats.images}}
 
-    @app.post("/predict", response_model=Prediction, response_model_exclude_none=True,
+    @app.post("/predict", response_model=UploadAnswer, response_model_exclude_none=True,
               responses=ERRORS, tags=["tfcnn"], summary="Predict an uploaded image",
               description="The image file (PNG, JPEG, BMP, GIF or WebP) is prepared as "
                           "`tfcnn predict` prepares it; the answer is its `--json` entry.")
@@ -132,22 +136,23 @@ def create_app(model: Any, name: str, *, max_body_bytes: int = int(MAX_BODY_MB *
                       include_image: Annotated[bool, Query(description="add the model's "
                                                            "input as a PNG data URL")] = False
                       ) -> Response:
-        from tfcnn.predict.run import prediction
+        from tfcnn.predict.answers import prediction
 
         filename = file.filename or "upload"
         data = await file.read()
         # Decoding and the MNIST-style preprocessing are numpy/Pillow work: off the loop,
         # at most `DECODE_SLOTS` at once (an image too large to decode is a 413).
         image = await asyncio.to_thread(served.prepare_upload, data, filename)
-        probs = await batcher.run(image[None])
-        result = prediction(filename, probs[0], list(served.class_names), top_k)
+        probs, unknown = served.split(await batcher.run(image[None]))
+        result = prediction(filename, probs[0], list(served.class_names), top_k,
+                            bool(unknown[0]))
         if include_image:
             result["image"] = png_data_url(image)
         return json_response(result)
 
     app.include_router(tfserving.router(served, batcher, max_body_bytes, offloader))
     app.include_router(kserve.router(served, batcher, max_body_bytes, offloader))
-    for make_router in default_routers() if extra_routers is None else extra_routers:
+    for make_router in default_routers(offloader) if extra_routers is None else extra_routers:
         app.include_router(make_router(served))
 
     base_openapi = app.openapi
@@ -274,7 +279,7 @@ def run_server(classifier: Any, *, host: str, port: int, name: str | None,
     model_file = classifier.path
     name = check_name(name or default_name(model_file))
     _log_to_stderr()
-    served = from_keras(classifier.keras_model, name)
+    served = serve_model(classifier, name)
     app = create_app(served, served.name, max_body_bytes=int(max_body_mb * 2**20),
                      batch_window_ms=batch_window_ms)
     # TensorFlow and Keras leave millions of long-lived Python objects; a full garbage

@@ -6,13 +6,17 @@ The body is the image: an uploaded file (multipart form field `file`, prepared a
 model's input as it is). Query parameters: `method` (gradcam, default, the one fast enough
 to follow a pen; integrated-gradients; occlusion), `target` (class name or index; default
 the predicted class), `top_k`, `feature_maps`. Bad input is a 4xx `{"error": ...}` like
-every other route.
+every other route: the JSON is decoded and its numbers checked as v1 `:predict` checks
+them (`serve.inputs.decode_image`), a large body in the decoding process (`serve.offload`),
+so that parsing it does not hold up the other clients.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route's parameter types at run
 # time, and some are local to `router()`.
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import numpy as np
@@ -23,18 +27,14 @@ from pydantic import BaseModel, Field
 from tfcnn.core.errors import TfcnnError
 from tfcnn.core.prediction import Prediction
 from tfcnn.serve.http import ERRORS, ApiError, read_body
+from tfcnn.serve.inputs import decode_image
 from tfcnn.serve.model import ServedModel, png_data_url
+from tfcnn.serve.offload import Offloader
+from tfcnn.serve.schemas import ExplainRequest
 
 METHODS = ("gradcam", "integrated-gradients", "occlusion")
 # A JSON image is at most H×W×C numbers of ~20 bytes; the app's body limit still applies.
 MAX_JSON_BYTES = 10 * 2**20
-
-
-class ExplainRequest(BaseModel):
-    """The model's input for one image, as it is (no preprocessing)."""
-
-    image: list[Any] = Field(description="H×W (grey models) or H×W×C nested lists of "
-                                         "numbers in [0, 1]")
 
 
 class FeatureMaps(BaseModel):
@@ -68,7 +68,7 @@ BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
 def _target(target: str | None, names: tuple[str, ...]) -> int | None:
     if target is None or target == "":
         return None
-    from tfcnn.explain.run import resolve_target
+    from tfcnn.explain.batch import resolve_target
 
     try:
         return resolve_target(target, names)
@@ -77,20 +77,32 @@ def _target(target: str | None, names: tuple[str, ...]) -> int | None:
 
 
 def router(served: ServedModel, model: Any = None,
-           max_body_bytes: int = MAX_JSON_BYTES) -> APIRouter:
+           max_body_bytes: int = MAX_JSON_BYTES, offloader: Offloader | None = None
+           ) -> APIRouter:
     """The `/explain` route for `model` (default: the Keras model `served` wraps; with
     none, as for a `ServedModel` made without one, no route). `create_app` adds it
-    (`tfcnn.serve.app.default_routers`)."""
-    model = model if model is not None else getattr(served, "keras_model", None)
+    (`tfcnn.serve.app.default_routers`). Large JSON bodies are decoded by `offloader`
+    (default: the router's own, closed with the app)."""
+    model = model if model is not None else served.model
     if model is None:
         return APIRouter()
+    from tfcnn.explain.batch import attributions
+    from tfcnn.explain.explanation import heatmap_json
     from tfcnn.explain.figures import heat_rgba, map_grid
     from tfcnn.explain.figures import png_data_url as rgba_url
     from tfcnn.explain.live import LiveExplainer
-    from tfcnn.explain.run import attributions
 
     live = LiveExplainer(model)
-    api = APIRouter(tags=["tfcnn"])
+    spec = served.spec
+    decoder = offloader if offloader is not None else Offloader()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        if offloader is None:  # the router's own decoding process
+            decoder.close()
+
+    api = APIRouter(tags=["tfcnn"], lifespan=lifespan)
 
     async def image_of(request: Request) -> np.ndarray:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -104,11 +116,9 @@ def router(served: ServedModel, model: Any = None,
             name = upload.filename or "upload"
             return await asyncio.to_thread(served.prepare_upload, data, name)
         raw = await read_body(request, max_body_bytes)
-        if not raw.strip():
-            raise ApiError(400, "request body is empty: expected an image file (multipart "
-                                "field 'file') or JSON {\"image\": ...}")
-        body = ExplainRequest.model_validate_json(raw)  # ValidationError → 400
-        return served.as_batch([body.image], "image")[0]
+        # Small bodies inline (one 28×28 image: ~50 µs), large ones in the decoding
+        # process: a 5.7 MB body held the event loop ~0.3 s (docs/benchmarks.md).
+        return await decoder.run(len(raw), decode_image, raw, spec)
 
     def explain(image: np.ndarray, method: str, target: int | None, top_k: int,
                 with_maps: bool) -> dict[str, Any]:
@@ -125,7 +135,7 @@ def router(served: ServedModel, model: Any = None,
         answer = {"prediction": {k: v for k, v in prediction.to_dict().items() if k != "file"},
                   "method": method, "target": names[result.target],
                   "target_index": result.target,
-                  "heatmap": np.round(heat, 4).tolist(),
+                  "heatmap": heatmap_json(heat),  # rounded: no float32 artefacts
                   "overlay": rgba_url(heat_rgba(heat, signed=method != "gradcam")),
                   "image": png_data_url(image)}
         if with_maps:

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tfcnn.serve.batching import BatcherClosed, MicroBatcher
 from tfcnn.serve.http import ApiError, describe_validation_errors
-from tfcnn.serve.inputs import decode_predict
+from tfcnn.serve.inputs import UNKNOWN_KEY, decode_predict
 from tfcnn.serve.model import ServedModel
 from tfcnn.serve.offload import Offloader
 
@@ -67,8 +67,8 @@ class PredictLane:
         try:
             batch, key = await self.offloader.run(len(raw), decode_predict, raw,
                                                   self.served.spec)
-            probs = await self.batcher.run(batch)
-            return 200, orjson.dumps({key: probs.tolist()})
+            probs, unknown = self.served.split(await self.batcher.run(batch))
+            return 200, orjson.dumps({key: probs.tolist(), UNKNOWN_KEY: unknown.tolist()})
         except ApiError as exc:
             return exc.status_code, _error(str(exc.detail))
         except ValidationError as exc:

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Path, Request, Response
 from tfcnn import __version__
 from tfcnn.serve.batching import MicroBatcher
 from tfcnn.serve.http import ERRORS, ApiError, json_response, read_body
-from tfcnn.serve.inputs import INPUT_NAME, OUTPUT_NAME, decode_infer
+from tfcnn.serve.inputs import INPUT_NAME, OUTPUT_NAME, UNKNOWN_OUTPUT, decode_infer
 from tfcnn.serve.model import ServedModel
 from tfcnn.serve.offload import Offloader
 from tfcnn.serve.schemas import (
@@ -52,33 +52,52 @@ def _split(body: bytes, header: str | None) -> tuple[bytes, bytes]:
     return body[:int(text)], body[int(text):]
 
 
-def encode_outputs(served: ServedModel, request: InferRequest, probs: np.ndarray) -> Response:
-    """The response, JSON or (if any output asks for binary data) JSON then bytes."""
+def _wanted_outputs(served: ServedModel, request: InferRequest) -> dict[str, bool]:
+    """Output name → binary, for the outputs the request asks for (default: both)."""
     default_binary = bool(request.parameters and request.parameters.binary_data_output)
-    binary = default_binary
-    for wanted in request.outputs or []:
-        if wanted.name != OUTPUT_NAME:
-            raise ApiError(400, f"unexpected inference output {wanted.name!r} for model "
-                                f"{served.name!r} (its output is {OUTPUT_NAME!r})")
-        parameters = wanted.parameters
+    if not request.outputs:
+        return {OUTPUT_NAME: default_binary, UNKNOWN_OUTPUT: default_binary}
+    wanted: dict[str, bool] = {}
+    for output in request.outputs:
+        if output.name not in (OUTPUT_NAME, UNKNOWN_OUTPUT):
+            raise ApiError(400, f"unexpected inference output {output.name!r} for model "
+                                f"{served.name!r} (its outputs are {OUTPUT_NAME!r} and "
+                                f"{UNKNOWN_OUTPUT!r})")
+        parameters = output.parameters
         if parameters and parameters.classification:
             raise ApiError(400, "the classification extension is not supported: ask for "
                                 f"{OUTPUT_NAME!r} and take the arg max")
+        binary = default_binary
         if parameters and parameters.binary_data is not None:
             binary = parameters.binary_data
-    output: dict[str, Any] = {"name": OUTPUT_NAME, "datatype": "FP32",
-                              "shape": list(probs.shape)}
-    payload = b""
-    if binary:
-        payload = probs.astype("<f4").tobytes()
-        output["parameters"] = {"binary_data_size": len(payload)}
-    else:
-        output["data"] = probs.ravel().tolist()
+        wanted[output.name] = binary
+    return wanted
+
+
+def encode_outputs(served: ServedModel, request: InferRequest, probs: np.ndarray,
+                   unknown: np.ndarray) -> Response:
+    """The response, JSON or (if any output asks for binary data) JSON then bytes:
+    `probabilities` FP32 [N, classes] and `unknown` BOOL [N] (True: unlike the training
+    images; the label is still the arg max), or the ones the request names."""
+    tensors = {OUTPUT_NAME: ("FP32", probs.astype("<f4")),
+               UNKNOWN_OUTPUT: ("BOOL", np.asarray(unknown, dtype=bool))}
+    outputs, payload = [], b""
+    for name, binary in _wanted_outputs(served, request).items():
+        datatype, values = tensors[name]
+        output: dict[str, Any] = {"name": name, "datatype": datatype,
+                                  "shape": list(values.shape)}
+        if binary:
+            data = values.tobytes()
+            payload += data
+            output["parameters"] = {"binary_data_size": len(data)}
+        else:
+            output["data"] = values.ravel().tolist()
+        outputs.append(output)
     answer: dict[str, Any] = {"model_name": served.name, "model_version": served.version,
-                              "outputs": [output]}
+                              "outputs": outputs}
     if request.id is not None:
         answer["id"] = request.id
-    if not binary:
+    if not payload:
         return json_response(answer)
     header = orjson.dumps(answer)
     return Response(header + payload, media_type="application/octet-stream",
@@ -107,7 +126,8 @@ def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int,
                 "inputs": [{"name": INPUT_NAME, "datatype": "FP32",
                             "shape": [-1, *served.image_shape]}],
                 "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32",
-                             "shape": [-1, served.n_classes]}]}
+                             "shape": [-1, served.n_classes]},
+                            {"name": UNKNOWN_OUTPUT, "datatype": "BOOL", "shape": [-1]}]}
 
     async def infer(name: str, version: str | None, request: Request) -> Response:
         check(name, version)
@@ -116,8 +136,8 @@ def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int,
         # JSON tensor data can be megabytes: decoded off the event loop (serve.offload).
         batch, parsed = await offloader.run(len(header), decode_infer, header, binary,
                                             served.spec, served.name)
-        probs = await batcher.run(batch)
-        return encode_outputs(served, parsed, probs)
+        probs, unknown = served.split(await batcher.run(batch))
+        return encode_outputs(served, parsed, probs, unknown)
 
     @api.get("/v2", response_model=ServerMetadataResponse, summary="Server metadata")
     async def server_metadata() -> dict[str, Any]:
@@ -156,7 +176,8 @@ def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int,
 
     infer_doc = (f"Class probabilities: input {INPUT_NAME!r} FP32 "
                  f"[N, {', '.join(map(str, served.image_shape))}] in [0, 1] → output "
-                 f"{OUTPUT_NAME!r} FP32 [N, {served.n_classes}]. JSON data, or the binary "
+                 f"{OUTPUT_NAME!r} FP32 [N, {served.n_classes}] and {UNKNOWN_OUTPUT!r} BOOL "
+                 "[N] (True: unlike the training images). JSON data, or the binary "
                  "tensor data extension (tritonclient's default).")
 
     @api.post("/v2/models/{name}/infer", response_model=InferResponse,

@@ -1,8 +1,9 @@
-"""The model being served: what the APIs say about it, its batch predict function, and the
-checks that turn a client's numbers or image file into a batch it can take.
+"""The model being served: a `TrainedModel` (`tfcnn.load`'s `Classifier`) with the name and
+version the APIs give it, and the checks that turn a client's image file into a batch.
 
-The predict function runs the model with LiteRT when its answers agree with Keras's, else
-as a TensorFlow graph (`serve.runtime`); either is ready before the first client comes.
+Answers come from the model's one inference path, `TrainedModel.predict_proba`, run by
+LiteRT when its answers agree with TensorFlow's (`tfcnn.models.runtimes`), else by the
+TensorFlow graph; either is ready before the first client comes.
 
 Image uploads are decoded by `tfcnn.images` (which refuses decompression bombs with
 `ImageTooLarge`: a 413 here); `decode_slots` bounds how many decode at once, so concurrent
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import os
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,14 @@ from PIL import Image
 
 from tfcnn.core.errors import ConfigError, TfcnnError
 from tfcnn.images.decode import ImageTooLarge
-from tfcnn.images.prepare import PREPROCESSINGS, model_input
+from tfcnn.images.prepare import model_input
 from tfcnn.serve.http import ApiError
 from tfcnn.serve.inputs import INPUT_NAME, OUTPUT_NAME, InputSpec
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServedModel", "check_name", "default_name",
-           "from_keras", "png_data_url"]
+           "png_data_url", "serve_model"]
 
+log = logging.getLogger("tfcnn.serve")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Uploads decoding at once: one per core. Each may take up to the decoder's cap
 # (tfcnn.images.decode.MAX_DECODE_BYTES) plus its conversion; more at once only queue.
@@ -55,18 +57,36 @@ def check_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class ServedModel:
+    """A trained model as the server names it; everything else is the model's own."""
+
+    model: Any  # a TrainedModel (tfcnn.Classifier): the one inference path
     name: str
-    class_names: tuple[str, ...]
-    image_shape: tuple[int, int, int]
-    preprocessing: str
-    dataset: str
-    predict: Callable[[np.ndarray], np.ndarray]  # N×H×W×C float32 → N×classes float32
     version: str = "1"
-    keras_model: Any = None  # the Keras model `predict` runs, when served from one
-    runtime: str = "python"  # what runs `predict`: "litert", "graph" (TensorFlow) or else
     decode_slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(DECODE_SLOTS), compare=False,
         repr=False)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.model.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.model.image_shape
+
+    @property
+    def preprocessing(self) -> str:
+        """"mnist" (digit models: uploads are made MNIST-style) or "scale"."""
+        return str(self.model.preprocessor.tag)
+
+    @property
+    def dataset(self) -> str:
+        return self.model.dataset
+
+    @property
+    def runtime(self) -> str:
+        """What runs the network: "litert" or "graph" (TensorFlow)."""
+        return self.model.runtime
 
     @property
     def spec(self) -> InputSpec:
@@ -75,6 +95,24 @@ class ServedModel:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, classes) calibrated probabilities of an N×H×W×C float32 batch."""
+        return self.model.predict_proba(batch).astype(np.float32)
+
+    def answer_rows(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, classes + 1): `predict`'s probabilities, then a column that is 1
+        where the image is "unknown" (unlike the training images) and 0 elsewhere; one
+        array, so the micro-batcher splits it by rows like any other. `split` takes it
+        apart."""
+        answers = self.model.answer(batch)
+        return np.concatenate([answers.probabilities.astype(np.float32),
+                               answers.unknown.astype(np.float32)[:, None]], axis=1)
+
+    @staticmethod
+    def split(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`predict`'s rows as (float32 probabilities (N, classes), bool unknown (N,))."""
+        return rows[:, :-1], rows[:, -1] > 0.5
 
     def shape_text(self) -> str:
         return self.spec.shape_text()
@@ -90,7 +128,7 @@ class ServedModel:
             raise ApiError(400, f"{filename}: empty file (0 bytes)")
         try:
             with self.decode_slots:  # the one decoder: training's pixels, bit for bit
-                return model_input(io.BytesIO(data), self.preprocessing, self.image_shape,
+                return model_input(io.BytesIO(data), self.model.prepare, self.image_shape,
                                    name=filename)
         except ImageTooLarge as exc:
             raise ApiError(413, str(exc)) from exc
@@ -108,29 +146,18 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def from_keras(model: Any, name: str, runtime: str = "auto") -> ServedModel:
-    """Wrap a tfcnn Keras model (from `load_checked_model`) for serving, ready to answer.
+def serve_model(model: Any, name: str, runtime: str = "litert") -> ServedModel:
+    """`model` (a `TrainedModel`, e.g. `tfcnn.load(...)`, or a tfcnn Keras network) served as
+    `name`, ready to answer: LiteRT runs it when that agrees with TensorFlow
+    (`runtime="litert"`), else the graph (`runtime="graph"` always), and the first call is
+    made now, not by the first client."""
+    from tfcnn.models.trained import TrainedModel
 
-    `runtime` "auto" runs it with LiteRT when that agrees with Keras (`serve.runtime`), else
-    with a TensorFlow graph; "graph" always uses the graph."""
-    from tfcnn.predict.run import class_names
-    from tfcnn.serve.runtime import best_predict, graph_predict
-
-    preprocessing = getattr(model, "preprocessing", "scale")
-    if preprocessing not in PREPROCESSINGS:
-        raise ConfigError(f"model: unknown preprocessing {preprocessing!r}")
-    shape = tuple(int(n) for n in getattr(model, "image_shape", ()))
-    if len(shape) != 3 or shape[2] not in (1, 3):
-        raise ConfigError(f"model: input shape {shape} is not H×W×1 or H×W×3")
-    image_shape = (shape[0], shape[1], shape[2])
-    if runtime == "auto":
-        predict, runtime = best_predict(model, image_shape)
-    elif runtime == "graph":
-        predict = graph_predict(model, image_shape)
-    else:
-        raise ConfigError(f"runtime: expected 'auto' or 'graph', got {runtime!r}")
-    n_classes = predict(np.zeros((1, *image_shape), np.float32)).shape[1]  # warm up
-    return ServedModel(name=check_name(name), class_names=tuple(class_names(model, n_classes)),
-                       image_shape=image_shape, preprocessing=preprocessing,
-                       dataset=str(getattr(model, "dataset", "")), predict=predict,
-                       keras_model=model, runtime=runtime)
+    if not isinstance(model, TrainedModel):
+        model = TrainedModel(model)
+    chosen = model.use_runtime(runtime)
+    if runtime == "litert" and chosen != "litert":
+        log.warning("%s; running TensorFlow", model.runtime_note)
+    served = ServedModel(model=model, name=check_name(name))
+    served.answer_rows(np.zeros((1, *served.image_shape), np.float32))  # warm up
+    return served

@@ -15,6 +15,11 @@ then gets a 500. Here:
 
 httptools (C) parses requests several times faster than h11 (pure Python): it is the
 parser `tfcnn serve` uses (docs/benchmarks.md, "Serving speed").
+
+uvicorn has no public setting for these deadlines (only the keep-alive timeout), so this is
+the one module that subclasses its private `HttpToolsProtocol`; tests/test_serve_protocol.py
+fails, naming what moved, when a uvicorn release changes what it relies on, and
+pyproject.toml pins the releases it was checked with.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The JSON of the serving APIs as pydantic models: what `/openapi.json` documents and what
 request bodies are validated against.
 
-Pixels are strict JSON numbers in [0, 1] (no strings, booleans, NaN or infinities), so a
-malformed request fails here with a message naming the field, before any array is built.
+Pixels are strict JSON numbers in [0, 1] (no strings, booleans, NaN, infinities or integers
+too large for a float), so a malformed request fails here with a message naming the field,
+before any array is built. `Pixel` is the one definition of a valid number for every API
+(v1 `:predict`, v2 `infer`, `/explain`).
 Shapes (28×28, batch sizes, data lengths) depend on the served model and are checked by
 the routes, which know it. TensorFlow Serving's models follow its REST API
 (`/v1/models/...`); the `Infer*` and v2 models follow the Open Inference Protocol (KServe v2).
@@ -10,7 +12,7 @@ the routes, which know it. TensorFlow Serving's models follow its REST API
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag
 from typing_extensions import TypeAliasType
@@ -67,10 +69,11 @@ class PredictRequest(BaseModel):
 
 class PredictResponse(BaseModel):
     """`predictions` answers `instances`; `outputs` answers `inputs`. One row of class
-    probabilities per image."""
+    probabilities per image; `unknown`, one flag per image: unlike the training images."""
 
     predictions: list[list[float]] | None = None
     outputs: list[list[float]] | None = None
+    unknown: list[bool] | None = None
 
 
 class ModelStatus(BaseModel):
@@ -131,7 +134,17 @@ class ModelMetadataResponse(BaseModel):
 
 # --- Open Inference Protocol v2 (KServe, Triton) -----------------------------------------
 
-TensorData = TypeAliasType("TensorData", list[Union[Pixel, "TensorData"]])
+
+
+def _data_kind(value: Any) -> str:
+    # As for images: one branch validated per value, so that a bad number inside nested
+    # data is named where it is (data[0][1]), not reported as a row that is not a number.
+    return "[nested]" if isinstance(value, list) else "(value)"
+
+
+TensorData = TypeAliasType("TensorData", list[Annotated[
+    Annotated[Pixel, Tag("(value)")] | Annotated["TensorData", Tag("[nested]")],
+    Discriminator(_data_kind)]])
 Dim = Annotated[int, Strict(), Field(ge=0, le=2**31 - 1)]
 
 
@@ -230,7 +243,14 @@ class InferResponse(BaseModel):
     outputs: list[InferOutputTensor]
 
 
-# --- tfcnn's own: the page's upload API and model description ----------------------------
+# --- tfcnn's own: the page's upload API, /explain's JSON body and the model description ------
+
+
+class ExplainRequest(BaseModel):
+    """`POST /explain`'s JSON body: the model's input for one image, as it is (no
+    preprocessing), its pixels checked as every API checks them."""
+
+    image: Image
 
 
 class TopK(BaseModel):
@@ -238,20 +258,23 @@ class TopK(BaseModel):
     probability: float
 
 
-class Prediction(BaseModel):
+class UploadAnswer(BaseModel):
     """As `tfcnn predict --json` gives for one file; `image` only when asked for."""
 
     file: str
     label: str
     index: int
     probability: float
+    unknown: bool = Field(description="the image is unlike the model's training images "
+                                      "(its fitted rule); the label is its best guess")
     top_k: list[TopK]
     image: str | None = Field(None, description="the model's input, as a PNG data URL")
 
 
 class BatchingStats(BaseModel):
     max_batch: int
-    window_ms: float
+    window_ms: float = Field(description="--batch-window-ms, kept for compatibility: the "
+                                         "batcher no longer waits for a batch to fill")
     requests: int = Field(description="inference requests since start")
     batches: int = Field(description="model calls that served them")
     images: int

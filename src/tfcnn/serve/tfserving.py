@@ -16,7 +16,13 @@ from fastapi import APIRouter, Path, Request, Response
 
 from tfcnn.serve.batching import MicroBatcher
 from tfcnn.serve.http import ERRORS, ApiError, json_response, read_body
-from tfcnn.serve.inputs import INPUT_NAME, OUTPUT_NAME, SIGNATURE, decode_predict
+from tfcnn.serve.inputs import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SIGNATURE,
+    UNKNOWN_KEY,
+    decode_predict,
+)
 from tfcnn.serve.model import ServedModel
 from tfcnn.serve.offload import Offloader
 from tfcnn.serve.schemas import (
@@ -76,8 +82,8 @@ def router(served: ServedModel, batcher: MicroBatcher, max_body_bytes: int,
         # Small bodies inline (microseconds), large ones in a worker process: a 9 MiB body
         # would otherwise hold the event loop (and every other client) for a second.
         batch, key = await offloader.run(len(raw), decode_predict, raw, spec)
-        probs = await batcher.run(batch)
-        return json_response({key: probs.tolist()})
+        probs, unknown = served.split(await batcher.run(batch))
+        return json_response({key: probs.tolist(), UNKNOWN_KEY: unknown.tolist()})
 
     # Each operation with and without /versions/{version}, as TensorFlow Serving has them.
     @api.get("/v1/models/{name}", response_model=ModelStatusResponse, responses=ERRORS,

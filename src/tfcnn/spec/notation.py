@@ -1,4 +1,5 @@
-"""The layer notation the tutorial names its network with, and the model presets.
+"""The layer notation the tutorial names its network with, and the named networks
+(`NETWORKS`; training recipes are `tfcnn.core.presets.PRESETS`).
 
 `32C3-P2-32C3-P2-32C5S2-BN-DO40-D128-D10` reads left to right:
   nCk[Ss][p]  convolution, n filters of k x k, ReLU, valid padding (`p`: same), optional stride
@@ -166,7 +167,7 @@ def parse_notation(notation: str) -> list[LayerSpec]:
 
 
 def resolve_model(name_or_notation: str) -> tuple[str, str]:
-    """Return (display name, notation) for a preset name or a notation string.
+    """Return (display name, notation) for a network name or a notation string.
 
     `keras:NAME` (a keras.applications backbone, spec/backbones.py) comes back as
     ("keras:NAME", "keras:NAME") with NAME spelt as Keras does.
@@ -179,7 +180,7 @@ def resolve_model(name_or_notation: str) -> tuple[str, str]:
         return key.lower(), NETWORKS[key.lower()]
     if "-" not in key and not any(ch.isdigit() for ch in key):
         names = ", ".join(sorted(NETWORKS))
-        raise ModelSpecError(f"--model {key!r}: unknown preset (known: {names}) "
+        raise ModelSpecError(f"--model {key!r}: unknown network name (known: {names}) "
                              "and not a layer notation like '32C3-P2-D128-D10'")
     parse_notation(key)
     return key.upper(), key.upper()
@@ -190,6 +191,17 @@ def output_units(notation: str) -> int:
     last = parse_notation(notation)[-1]
     assert isinstance(last, Dense)  # parse_notation guarantees it
     return last.units
+
+
+def with_output_units(notation: str, units: int) -> str:
+    """`notation` with its last layer giving `units` logits.
+
+    >>> with_output_units("32C3-P2-D128-D10", 3)
+    '32C3-P2-D128-D3'
+    """
+    parse_notation(notation)  # the last token is a dense layer Dn
+    head, _, _ = notation.strip().rpartition("-")
+    return f"{head}-D{units}" if head else f"D{units}"
 
 
 def _uneven_columns(spec: LayerSpec, width: int) -> int:

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from tfcnn.core.errors import RunDirError
+from tfcnn.core.rundir import remove_partial_checkpoints
 
 KEEP_CHECKPOINTS = 3
 
@@ -33,7 +34,13 @@ class TrainingState:
     manager: tf.train.CheckpointManager
 
     def save(self) -> str:
-        return self.manager.save(checkpoint_number=None)
+        """Save a checkpoint; its path. A save that fails (a full disk) leaves nothing behind:
+        TensorFlow's part-written `ckpt-N_temp/` folder is removed before the error goes on."""
+        try:
+            return self.manager.save(checkpoint_number=None)
+        except BaseException:
+            remove_partial_checkpoints(Path(self.manager.directory))
+            raise
 
 
 def make_training_state(directory: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer,

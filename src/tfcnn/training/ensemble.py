@@ -31,6 +31,7 @@ from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import ConfigError, RunDirError, TrainingInterrupted
 from tfcnn.core.fsutil import atomic_write_json
 from tfcnn.core.rundir import RunDir, resolve_model_file
+from tfcnn.core.runlock import locked_run
 from tfcnn.data.folders import parse_folder_spec, split_dirs
 
 if TYPE_CHECKING:
@@ -183,16 +184,28 @@ def train_ensemble(config: TrainConfig, ensemble_dir: Path, size: int, hooks: Ho
     `config` is the shared config: for a resume, ENSEMBLE_DIR/config.json's with any
     allowed overrides. `on_member` receives one line as each member starts or is skipped.
     """
-    from tfcnn.data.source import load_training_data
-    from tfcnn.evaluation.ensemble import model_probabilities, scores
-    from tfcnn.evaluation.tta import average_probabilities
-    from tfcnn.models.network import load_model
-    from tfcnn.training.run import train_run
     from tfcnn.training.strategy import create_distribution
 
     check_ensemble(size, config)
     ensemble_dir = Path(ensemble_dir)
     dist = distribution or create_distribution(config.strategy)
+    # One process per ensemble (core/runlock.py); each member's run is locked too.
+    with locked_run(ensemble_dir, enabled=dist.chief):
+        return _train_members(config, ensemble_dir, size, hooks, resume, on_start, on_member,
+                              dist)
+
+
+def _train_members(config: TrainConfig, ensemble_dir: Path, size: int, hooks: Hooks,
+                   resume: bool, on_start: Callable[[RunInfo], None] | None,
+                   on_member: Callable[[str], None] | None,
+                   dist: Distribution) -> EnsembleResult:
+    """train_ensemble's work, with the ensemble directory locked."""
+    from tfcnn.data.source import load_training_data
+    from tfcnn.evaluation.ensemble import model_probabilities, scores
+    from tfcnn.models.trained import TrainedModel
+    from tfcnn.models.tta import average_probabilities
+    from tfcnn.training.run import train_run
+
     config = _start(config, ensemble_dir, size, resume, dist)
     assert config.seed is not None
     say = on_member or (lambda line: None)
@@ -222,7 +235,7 @@ def train_ensemble(config: TrainConfig, ensemble_dir: Path, size: int, hooks: Ho
     images, labels = data.x_test[:config.limit_test], data.y_test[:config.limit_test]
     member_probs = []
     for k, record in enumerate(summary["members"], start=1):
-        model = load_model(RunDir(member_path(ensemble_dir, k)).model)
+        model = TrainedModel.load(RunDir(member_path(ensemble_dir, k)).model)
         member_probs.append(model_probabilities(model, images))
         record["test_accuracy"] = scores(member_probs[-1], labels)["test_accuracy"]
     summary.update(scores(average_probabilities(member_probs), labels),

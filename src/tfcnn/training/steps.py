@@ -29,6 +29,18 @@ class Steps:
     optimizer: keras.optimizers.Optimizer | None = None  # for its weight average, if any
 
 
+def augment_batch(images: tf.Tensor, seed: tf.Tensor, augmentation: Augmentation | None,
+                  photo: PhotoAugmentation | None) -> tf.Tensor:
+    """A float batch as the training step warps it, before any mixing: the affine/elastic
+    /erasing augmentation, then the photo crop, flip and colour jitter, all drawn from
+    `seed` (`step_seed`); `tfcnn show` calls this very function."""
+    if augmentation is not None and augmentation.active:
+        images = augment_images(images, augmentation, seed)
+    if photo is not None and photo.active:
+        images = photo_augment(images, seed, photo)
+    return images
+
+
 def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                image_shape: tuple[int, ...], strategy: Any = None, *, seed: int = 0,
                augmentation: Augmentation | None = None,
@@ -64,11 +76,9 @@ def make_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
         return step_seed(seed, optimizer.iterations, replica)
 
     def augmented(images: tf.Tensor) -> tf.Tensor:
-        if augmentation is not None and augmentation.active:
-            images = augment_images(images, augmentation, seed_now())
-        if photo is not None and photo.active:
-            images = photo_augment(images, seed_now(), photo)
-        return images
+        if not any(a is not None and a.active for a in (augmentation, photo)):
+            return images
+        return augment_batch(images, seed_now(), augmentation, photo)
 
     def mixed(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, Any]:
         """The batch to train on and its per-image loss function of the logits."""

@@ -90,8 +90,11 @@ function showExplanation(explained) {
 
 function showResult(result) {
   $("top-label").textContent = result.label;
-  $("top-label").dataset.state = "shown";
-  $("top-prob").textContent = `${(100 * result.probability).toFixed(1)}%`;
+  // "unknown": the model finds the drawing unlike its training images (its fitted rule);
+  // the label is still its best guess, shown greyed with "not sure".
+  $("top-label").dataset.state = result.unknown ? "unsure" : "shown";
+  $("top-prob").textContent = `${(100 * result.probability).toFixed(1)}%` +
+    (result.unknown ? " · not sure" : "");
   const probs = new Map(result.top_k.map((t) => [t.label, t.probability]));
   for (const [name, { label, bar, fill, value }] of state.bars) {
     const p = probs.get(name) ?? 0;

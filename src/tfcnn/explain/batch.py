@@ -18,13 +18,11 @@ from tfcnn.explain import methods as me
 from tfcnn.explain.explanation import Explanation, parse_methods
 
 
-def class_names_of(model: Any, n_classes: int) -> list[str]:
-    """The model's class names, or "0", "1", ... when it records none."""
-    return list(getattr(model, "class_names", ())) or [str(i) for i in range(n_classes)]
-
-
 def resolve_target(target: int | str, names: Sequence[str]) -> int:
-    """A class index from an index or a class name (a name wins over a digit string)."""
+    """A class index from an index or a class name (a name wins over a digit string);
+    `ConfigError` for anything else (a bool, a float such as 1.5, another type)."""
+    if isinstance(target, bool) or not isinstance(target, int | str | np.integer):
+        raise ConfigError(f"target: expected a class index or name, got {target!r}")
     if isinstance(target, str):
         if target in names:
             return list(names).index(target)
@@ -42,12 +40,16 @@ def resolve_targets(targets: Any, predicted: np.ndarray, names: Sequence[str]) -
     """One class index per image: `predicted` for None, one target for all, or a list."""
     if targets is None:
         return predicted.astype(np.int32)
-    if isinstance(targets, int | str | np.integer):
+    if isinstance(targets, int | str | np.integer | float):  # float/bool: refused there
         return np.full(len(predicted), resolve_target(targets, names), np.int32)
+    try:
+        targets = list(targets)
+    except TypeError:
+        raise ConfigError(f"target: expected a class index or name, got {targets!r}") from None
+    if len(targets) != len(predicted):
+        raise ConfigError(f"targets: {len(targets)} given for {len(predicted)} images")
     chosen = [resolve_target(t, names) if t is not None else int(p)
-              for t, p in zip(targets, predicted, strict=False)]
-    if len(chosen) != len(predicted):
-        raise ConfigError(f"targets: {len(chosen)} given for {len(predicted)} images")
+              for t, p in zip(targets, predicted, strict=True)]
     return np.asarray(chosen, np.int32)
 
 
@@ -72,9 +74,10 @@ def explain_images(model: Any, images: Any, methods: str | Sequence[str] = ("gra
     `Prediction.source` says (default "array[i]").
     """
     chosen = parse_methods(methods)
+    model = me.trained(model)
     x = me.as_batch(model, images)
-    probs = me.probabilities_of(model, x)
-    names = class_names_of(model, probs.shape[1])
+    probs = model.predict_proba(x)
+    names = model.class_names
     t = resolve_targets(targets, probs.argmax(axis=1), names)
     maps = {method: attributions(model, x, t, method) for method in chosen}
     if sources is not None and len(sources) != len(x):
