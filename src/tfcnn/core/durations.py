@@ -48,10 +48,13 @@ def _parse_parts(spec: str, text: object, name: str) -> float:
 
 
 def describe_seconds(seconds: float) -> str:
-    """`75.3` -> "75 s", `200` -> "3 min 20 s".
+    """`75.3` -> "75 s", `200` -> "3 min 20 s", `900` -> "15 min".
 
-    >>> describe_seconds(75.3), describe_seconds(200)
-    ('75 s', '3 min 20 s')
+    >>> describe_seconds(75.3), describe_seconds(200), describe_seconds(900)
+    ('75 s', '3 min 20 s', '15 min')
     """
     whole = round(seconds)
-    return f"{whole} s" if whole < 120 else f"{whole // 60} min {whole % 60} s"
+    if whole < 120:
+        return f"{whole} s"
+    minutes, rest = divmod(whole, 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
