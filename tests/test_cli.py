@@ -165,3 +165,25 @@ def test_epoch_lines_say_when_the_test_waits_for_the_last_epoch(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Note: testing after the last epoch only"
     assert "tested after the last epoch" in out[1] and "no test images" not in out[1]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path, monkeypatch, capsys):
+    # `tfcnn runs --json | head -1`: no BrokenPipeError traceback, the shell's status for SIGPIPE.
+    class GoneReader:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return self.file.fileno()
+
+    with open(tmp_path / "stdout", "w") as file:
+        monkeypatch.setattr(sys, "stdout", GoneReader(file))
+        code = main(["runs", str(tmp_path), "--json"])
+    assert code == 141
+    assert "Traceback" not in capsys.readouterr().err

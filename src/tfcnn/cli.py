@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -284,9 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.error(unknown_flags_message(command, unknown))
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
                 "explain": cli_explain.run, "calibrate": cli_trust.run, "audit": cli_audit.run,
-                "export": cmd_export,
-                "serve": cmd_serve,
-                "doctor": cmd_doctor, **cli_steer.HANDLERS, **cli_tune.HANDLERS}
+                "export": cmd_export, "serve": cmd_serve, "doctor": cmd_doctor,
+                **cli_steer.HANDLERS, **cli_tune.HANDLERS}
     try:
         with speaking(_flag):  # library entry points spell settings as flags for the CLI
             return handlers[args.command](args)
@@ -299,3 +299,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tfcnn: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tfcnn runs --json | head`: the reader has gone, as for cat
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

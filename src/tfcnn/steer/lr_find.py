@@ -222,6 +222,9 @@ def diverged(losses: list[float]) -> bool:
 def _sweep(config: TrainConfig, start_lr: float, end_lr: float, steps: int
            ) -> tuple[list[float], list[float]]:
     """Train the fresh network one batch a step at rising rates; (rates, batch losses)."""
+    from tfcnn.core.tfenv import import_tensorflow
+
+    import_tensorflow()  # its start-up chatter hidden, as for train
     from tfcnn.steer.lr_sweep import sweep
 
     lrs = rates(start_lr, end_lr, steps)

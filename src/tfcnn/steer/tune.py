@@ -130,6 +130,9 @@ def tune(config: TrainConfig | Mapping[str, Any] | None = None, *, max_trials: i
     budget = _checked_search(max_trials, time_budget, method, name)
     out_path = Path(out).absolute()
     base, given = _base_config(config, settings, name)
+    from tfcnn.core.tfenv import import_tensorflow
+
+    import_tensorflow()  # its start-up chatter hidden, as for train
     from tfcnn.steer.search import Search
     from tfcnn.steer.tuner import is_worker
 
