@@ -75,14 +75,19 @@ def add_train_flags(parser: argparse.ArgumentParser,
                 _add_flag(container, name, setting)
 
 
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The train flags given on the command line, as `TrainConfig` settings (unset flags
+    are None and left out)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if getattr(args, f.name, None) is not None}
+
+
 def config_from_args(args: argparse.Namespace, resume: str | None = None) -> TrainConfig:
     """The `TrainConfig` the parsed train flags ask for (a preset applied, the run's own
     config when resuming); flags not given are left to the preset or the default."""
     from tfcnn.api.training import training_config
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
-    return training_config(given, resume, name=flag)
+    return training_config(given_settings(args), resume, name=flag)
 
 
 def unknown_flags_message(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> str:

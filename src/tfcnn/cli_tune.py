@@ -13,25 +13,16 @@ tune's `--time-budget` is the whole search's (each trial gets its share as its o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from collections.abc import Callable
-from typing import Any
 
-from tfcnn.cli_flags import add_train_flags
-from tfcnn.core.config import TrainConfig
+from tfcnn.cli_flags import add_train_flags, given_settings
 from tfcnn.core.errors import ConfigError
 from tfcnn.core.settings import GROUPS
 
 DEFAULT_START_LR, DEFAULT_END_LR, DEFAULT_STEPS = 1e-7, 1.0, 100
 # Every train flag but the run directory's --out (the command's own folder).
 _TRAIN_GROUPS = [group for group in GROUPS if group != "output"]
-
-
-def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The train flags given on the command line, as TrainConfig settings."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-            if getattr(args, f.name, None) is not None}
 
 
 def _add_lr_find(subparsers: argparse._SubParsersAction) -> None:
@@ -96,7 +87,7 @@ def run_lr_find(args: argparse.Namespace) -> int:
     from tfcnn.steer.lr_find import lr_find
 
     found = lr_find(out=args.find_out, start_lr=args.start_lr, end_lr=args.end_lr,
-                    steps=args.steps, **_given_settings(args))
+                    steps=args.steps, **given_settings(args))
     if args.json:
         print(json.dumps(found.to_json()))
         return 0
@@ -121,7 +112,7 @@ def run_tune(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-trials: expected a positive integer, got {args.max_trials}")
     result = tune(max_trials=args.max_trials, time_budget=args.search_budget,
                   out=args.search_out, method=args.method, progress=_progress(args.json),
-                  **_given_settings(args))
+                  **given_settings(args))
     if args.json:
         print(json.dumps(result.to_json()))
         return 0

@@ -26,6 +26,7 @@ from tfcnn.audit.report import AuditReport
 from tfcnn.audit.similar import MAX_PAIRS, Duplicates, Pair, find_duplicates
 from tfcnn.core.errors import ConfigError
 from tfcnn.core.fsutil import atomic_write_json, atomic_write_text
+from tfcnn.core.rundir import unused_path
 from tfcnn.data.folders import parse_folder_spec, parse_image_size
 
 Progress = Callable[[str], None]
@@ -39,12 +40,8 @@ def default_out(dataset: str, now: float | None = None) -> Path:
     root = parse_folder_spec(dataset)
     name = root.resolve().name if root is not None else dataset
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "folder"
-    base = Path("runs") / f"audit-{safe}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+    return unused_path(
+        Path("runs") / f"audit-{safe}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}")
 
 
 def _check_out(out: Path) -> None:

@@ -104,7 +104,11 @@ def default_run_path(config: TrainConfig, model_name: str, now: float | None = N
     if dataset.startswith("folder:"):
         dataset = "folder-" + Path(dataset[len("folder:"):]).name
     safe = "-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in (dataset, model_name))
-    base = Path("runs") / f"{safe}-{stamp}"
+    return unused_path(Path("runs") / f"{safe}-{stamp}")
+
+
+def unused_path(base: Path) -> Path:
+    """`base`, or `base-2`, `base-3`, ...: the first that does not exist yet."""
     path, n = base, 1
     while path.exists():
         n += 1
