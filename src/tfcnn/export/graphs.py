@@ -7,6 +7,7 @@ network, temperature, softmax), so every export answers as `predict_proba` does.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,11 @@ def onnx_file(model: TrainedModel, out: Path) -> None:
     functional = keras.Model(inputs, _answer_layers(model, x), name="tfcnn")
     functional(np.zeros((1, *model.image_shape), np.uint8))  # Keras exports called models
     try:
-        functional.export(str(out), format="onnx", verbose=False)
+        with warnings.catch_warnings():
+            # Keras's tf2onnx glue probes `np.object` (a FutureWarning on numpy 2): nothing
+            # a user can act on, printed on their terminal otherwise.
+            warnings.filterwarnings("ignore", category=FutureWarning, module="keras")
+            functional.export(str(out), format="onnx", verbose=False)
     except ImportError as e:
         raise ConfigError(f"format onnx: needs the tf2onnx package ({e}); pip install "
                           "'tfcnn[onnx]'") from None
