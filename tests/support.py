@@ -215,3 +215,13 @@ def browser_marks() -> list:
     return [pytest.mark.slow, pytest.mark.skipif(
         not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
 
+
+def parse_explain(*argv: str):
+    """`tfcnn explain ARGV` parsed by the explain command's own parser alone."""
+    import argparse
+
+    from tfcnn import cli_explain
+
+    parser = argparse.ArgumentParser(prog="tfcnn")
+    cli_explain.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["explain", *argv])

@@ -3,7 +3,6 @@ server's `POST /explain` route, on tiny saved models."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -13,17 +12,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from support import draw_digit
+from support import parse_explain as parse
 from tfcnn import cli_explain
 from tfcnn.core.errors import ConfigError, RunDirError
 from tfcnn.models.network import build_model
 
 DIGITS = tuple("0123456789")
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tfcnn")
-    cli_explain.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["explain", *argv])
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ once written; a progress bar on a terminal; heatmaps rounded in JSON (issue 25).
 
 from __future__ import annotations
 
-import argparse
 import decimal
 import io
 import json
@@ -14,18 +13,13 @@ import numpy as np
 import pytest
 
 from support import draw_digit
+from support import parse_explain as parse
 from tfcnn import cli_explain
 from tfcnn.explain import figures
 from tfcnn.explain.explanation import MAX_CHANNELS, MAX_LAYERS, heatmap_json
 from tfcnn.explain.layers import chosen_layers, strongest_channels
 
 DIGITS = tuple("0123456789")
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tfcnn")
-    cli_explain.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["explain", *argv])
 
 
 @pytest.fixture(scope="module")

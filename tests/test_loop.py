@@ -22,6 +22,16 @@ def train_tiny(tmp_path, name="run", hooks=None, **settings):
     return train_run(config, tmp_path / name, hooks or Hooks(), dataset=tiny_digits())
 
 
+def assert_resumed_to_3_epochs_as_a_straight_run(tmp_path):
+    """Resume tmp_path/run to 3 epochs: the same weights as 3 epochs without a stop."""
+    config = TrainConfig(model=SMALL, epochs=3, batch_size=16, seed=1, lr=0.01)
+    resumed = train_run(config, tmp_path / "run", Hooks(), resume=True, dataset=tiny_digits())
+    straight = train_tiny(tmp_path, "straight", epochs=3)
+    assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3]
+    assert same_weights(load_weights(resumed.run_dir / "model.keras"),
+                        load_weights(straight.run_dir / "model.keras"))
+
+
 def test_tiny_run_learns_and_loss_is_computed_from_logits(tmp_path):
     result = train_tiny(tmp_path, epochs=6)
     losses = [r["loss"] for r in result.epochs]
@@ -90,12 +100,7 @@ def test_an_existing_run_is_not_overwritten(tmp_path):
 
 def test_resume_with_more_epochs_continues_from_the_checkpoint(tmp_path):
     train_tiny(tmp_path, epochs=1)
-    config = TrainConfig(model=SMALL, epochs=3, batch_size=16, seed=1, lr=0.01)
-    resumed = train_run(config, tmp_path / "run", Hooks(), resume=True, dataset=tiny_digits())
-    straight = train_tiny(tmp_path, "straight", epochs=3)
-    assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3]
-    assert same_weights(load_weights(resumed.run_dir / "model.keras"),
-                        load_weights(straight.run_dir / "model.keras"))
+    assert_resumed_to_3_epochs_as_a_straight_run(tmp_path)
 
 
 def test_last_layer_must_match_the_number_of_classes(tmp_path):
@@ -229,9 +234,4 @@ def test_a_stop_requested_after_an_epoch_ends_the_run_there_and_resume_continues
     assert calls == [("begin", 16), ("epoch", 1), ("epoch", 2)]
     assert [r["epoch"] for r in stopped.epochs] == [1, 2]
     assert stopped.test_accuracy == stopped.epochs[-1]["test_accuracy"]
-    config = TrainConfig(model=SMALL, epochs=3, batch_size=16, seed=1, lr=0.01)
-    resumed = train_run(config, tmp_path / "run", Hooks(), resume=True, dataset=tiny_digits())
-    straight = train_tiny(tmp_path, "straight", epochs=3)
-    assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3]
-    assert same_weights(load_weights(resumed.run_dir / "model.keras"),
-                        load_weights(straight.run_dir / "model.keras"))
+    assert_resumed_to_3_epochs_as_a_straight_run(tmp_path)

@@ -15,13 +15,11 @@ import tensorflow as tf
 from tfcnn.core.config import TrainConfig
 from tfcnn.core.errors import ConfigError
 from tfcnn.core.rundir import RunDir
-from tfcnn.data.source import class_names_of, load_training_data
 from tfcnn.spec import notation
 from tfcnn.training.feeds import make_feeds
 from tfcnn.training.recipe import make_optimizer
 from tfcnn.training.run import build_run_model  # train_run's own builder
-from tfcnn.training.sizing import fit_head
-from tfcnn.training.start import Start, check_model_fits, fit_data, image_shape_of, new_steps
+from tfcnn.training.start import Start, fit_data, image_shape_of, new_steps, sized_data
 from tfcnn.training.strategy import create_distribution
 
 
@@ -33,9 +31,7 @@ def _start(config: TrainConfig) -> Start:
     dist = create_distribution(config.strategy)
     if dist.multi_worker:
         raise ConfigError("strategy: the range test runs in one process, not multi-worker")
-    head = fit_head(config, model_name, written, config.dataset, len(class_names_of(config)))
-    dataset, skipped = load_training_data(config)
-    check_model_fits(head.notation, dataset)
+    head, dataset, skipped = sized_data(config, model_name, written)
     nowhere = RunDir(Path("lr-find-writes-no-run"))
     return Start(config, nowhere, nowhere, dataset, skipped, model_name, head.notation, dist,
                  False, head, started)

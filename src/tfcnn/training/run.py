@@ -31,7 +31,6 @@ from tfcnn.core.runlock import locked_run
 from tfcnn.data.files import ImageFiles
 from tfcnn.data.locate import LoadedDataset
 from tfcnn.data.registry import prepare_step
-from tfcnn.data.source import class_names_of, load_training_data
 from tfcnn.models.network import build_model
 from tfcnn.spec import notation
 from tfcnn.spec.backbones import is_backbone_spec
@@ -40,7 +39,6 @@ from tfcnn.training.calibrate import calibrate_model_file
 from tfcnn.training.diskfull import disk_full_message, is_disk_full
 from tfcnn.training.loop import Hooks, Training, fit
 from tfcnn.training.recipe import make_optimizer
-from tfcnn.training.sizing import fit_head
 from tfcnn.training.start import (
     RunInfo,
     RunResult,
@@ -51,6 +49,7 @@ from tfcnn.training.start import (
     image_shape_of,
     planned,
     restore,
+    sized_data,
     steps_and_state,
     stop_rules,
 )
@@ -77,13 +76,7 @@ def train_run(config: TrainConfig, run_path: Path, hooks: Hooks, *, resume: bool
                           "plan its own epochs); give the epochs instead")
     if config.seed is None:
         config = config.replace(seed=dist.chief_seed(secrets.randbelow(2**31)))
-    # Sized (or refused) before any image is decoded: the class count is in the names.
-    classes = len(dataset.class_names if dataset is not None else class_names_of(config))
-    head = fit_head(config, model_name, notation_str, config.dataset, classes)
-    skipped: list[tuple[str, str]] = []
-    if dataset is None:
-        dataset, skipped = load_training_data(config)
-    check_model_fits(head.notation, dataset)
+    head, dataset, skipped = sized_data(config, model_name, notation_str, dataset)
 
     run = RunDir(run_path)
     out = RunDir(dist.worker_dir(run.path))  # where this process writes

@@ -22,6 +22,7 @@ from tfcnn.core.errors import ModelSpecError
 from tfcnn.core.presets import tests_every_epoch
 from tfcnn.core.rundir import RunDir, RunFinished, read_epoch_records, read_metrics
 from tfcnn.data.locate import LoadedDataset
+from tfcnn.data.source import class_names_of, load_training_data
 from tfcnn.spec import notation
 from tfcnn.spec.backbones import is_backbone_spec
 from tfcnn.training import budget
@@ -36,7 +37,7 @@ from tfcnn.training.feeds import make_feeds
 from tfcnn.training.loop import FitData, make_steps
 from tfcnn.training.photo import BackbonePhases, balanced_class_weights, checkpoint_epoch
 from tfcnn.training.recipe import augmentation_of, make_optimizer, photo_augmentation_of
-from tfcnn.training.sizing import Head
+from tfcnn.training.sizing import Head, fit_head
 from tfcnn.training.stopping import StopRule, early_stop_rule, first_reason
 from tfcnn.training.strategy import Distribution
 
@@ -96,6 +97,21 @@ def check_model_fits(notation_str: str, dataset: LoadedDataset) -> None:
                              f"but dataset {dataset.name!r} has {classes} classes "
                              f"(end the notation with D{classes})")
     notation.check_output_shape(notation_str, image_shape_of(dataset.x_train))
+
+
+def sized_data(config: TrainConfig, model_name: str, notation_str: str,
+               dataset: LoadedDataset | None = None
+               ) -> tuple[Head, LoadedDataset, list[tuple[str, str]]]:
+    """The head sized to the data, the data (loaded unless given) and the unreadable files
+    left out. The head is sized, or refused, before any image is decoded: the class count
+    is in the folder names."""
+    classes = len(dataset.class_names if dataset is not None else class_names_of(config))
+    head = fit_head(config, model_name, notation_str, config.dataset, classes)
+    skipped: list[tuple[str, str]] = []
+    if dataset is None:
+        dataset, skipped = load_training_data(config)
+    check_model_fits(head.notation, dataset)
+    return head, dataset, skipped
 
 
 @dataclass(frozen=True)
